@@ -1,0 +1,1 @@
+"""Data at the edges: NetCDF ⇄ tensors, simulation protocols."""

@@ -1,0 +1,160 @@
+"""The datasets ``hybrid simulate`` can generate, each a function returning its protocol.
+
+The three APHYNITY benchmarks follow the official code of Yin et al. (ICLR 2021) exactly: sizes,
+steps, numbers of trajectories and initial-condition distributions (time in the paper's units).
+The advection-diffusion and shallow-water sets are ``hybrid``'s defaults, in SI units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hybrid.data.simulate import SimulationSpec, box_coords
+from hybrid.dynamics import HybridField
+from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
+from hybrid.physics.decay import LinearDecay
+from hybrid.physics.grid import Grid
+from hybrid.physics.pendulum import DampedPendulum
+from hybrid.physics.reaction_diffusion import ReactionDiffusion
+from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
+from hybrid.physics.wave import DampedWave
+
+HOUR, DAY = 3600.0, 86400.0
+
+
+def _tensor(a: np.ndarray) -> Tensor:
+    return torch.as_tensor(a, dtype=torch.float64)
+
+
+def reaction_diffusion() -> SimulationSpec:
+    """FitzHugh-Nagumo on a 32² periodic grid of [-1, 1]²; u, v ~ U[0, 1); 30 frames at 0.1."""
+    prior = ReactionDiffusion(a=1e-3, b=5e-3, k=5e-3, size=32, length=2.0)
+    return SimulationSpec(
+        model=prior, prior=prior, names=("u", "v"), units=("1", "1"), dt=0.1,
+        n_times={"train": 30, "test": 30}, n_samples={"train": 1600, "test": 320},
+        initial_condition=lambda rng, n: _tensor(rng.random((n, 2, 32, 32))),
+        coords=box_coords((32, 32), 2.0 / 32),
+        description="APHYNITY reaction-diffusion (FitzHugh-Nagumo), a=1e-3 b=5e-3 k=5e-3",
+    )
+
+
+def _gaussian_pulse(rng: np.random.Generator, n: int, size: int = 64) -> Tensor:
+    """APHYNITY wave initial state: w = exp(-|x - m|² / s), s ~ U(10, 100), m ~ U{20..39}², w_t = 0."""
+    y, x = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    w = np.empty((n, 2, size, size))
+    for i in range(n):
+        s, (mx, my) = rng.uniform(10, 100), rng.integers(20, 40, size=2)
+        w[i, 0], w[i, 1] = np.exp(-((x - mx) ** 2 + (y - my) ** 2) / s), 0.0
+    return _tensor(w)
+
+
+def wave() -> SimulationSpec:
+    """Damped wave c=330, k=50 on 64² (dx=1): one record per split, 225 (train) / 75 (test)
+    frames at 1e-3, cut into windows of 25 (200 train, 50 test) by the data module."""
+    prior = DampedWave(c=330.0, k=50.0, size=64, dx=1.0)
+    return SimulationSpec(
+        model=prior, prior=prior, names=("w", "w_t"), units=("1", "s-1"), dt=1e-3,
+        n_times={"train": 225, "test": 75}, n_samples={"train": 1, "test": 1},
+        initial_condition=_gaussian_pulse, coords=box_coords((64, 64), 1.0),
+        solver={"method": "rk4", "step_size": 1e-4},  # the paper: rk4 at 1e-3; we sub-step 10x
+        description="APHYNITY damped wave, c=330 k=50",
+    )
+
+
+def _pendulum_state(rng: np.random.Generator, n: int) -> Tensor:
+    """APHYNITY pendulum initial state: a random direction with radius ~ U[1.3, 2.3)."""
+    y0 = rng.random((n, 2)) * 2 - 1
+    radius = rng.random((n, 1)) + 1.3
+    return _tensor(y0 / np.linalg.norm(y0, axis=1, keepdims=True) * radius)
+
+
+def pendulum() -> SimulationSpec:
+    """Damped pendulum ω0²=(2π/12)², α=0.2; 25 + 25 trajectories of 40 frames at 0.5."""
+    prior = DampedPendulum(omega0_sq=(2 * math.pi / 12) ** 2, alpha=0.2)
+    return SimulationSpec(
+        model=prior, prior=prior, names=("theta", "omega"), units=("rad", "rad s-1"), dt=0.5,
+        n_times={"train": 40, "test": 40}, n_samples={"train": 25, "test": 25},
+        initial_condition=_pendulum_state,
+        solver={"method": "dopri5", "rtol": 1e-10, "atol": 1e-10},
+        description="APHYNITY damped pendulum",
+    )
+
+
+def _smooth_field(rng: np.random.Generator, n: int, size: int, modes: int = 3) -> np.ndarray:
+    """Random periodic fields ``Σ a sin(2π(k·x)/L + φ)`` with integer |k| <= modes, amplitude ~1."""
+    x = np.arange(size) / size
+    out = np.zeros((n, size, size))
+    for i in range(n):
+        for _ in range(4):
+            kx, ky = rng.integers(-modes, modes + 1, size=2)
+            a, phase = rng.normal(0, 0.5), rng.uniform(0, 2 * np.pi)
+            out[i] += a * np.sin(2 * np.pi * (kx * x[None, :] + ky * x[:, None]) + phase)
+    return out
+
+
+def advection_diffusion() -> SimulationSpec:
+    """A tracer carried by a uniform current, diffusing and decaying (the term transport lacks).
+
+    32² periodic box of 10 km cells; κ = 800 m²/s, (u, v) = (0.4, -0.2) m/s, γ = 1/(3 days);
+    64 + 16 trajectories of 40 frames at 3 h.
+    """
+    dx, n = 10e3, 32
+    prior = AdvectionDiffusion(Grid.regular_box(n, n, dx), kappa=800.0,
+                               velocity=ConstantVelocity(u=0.4, v=-0.2))
+    return SimulationSpec(
+        model=HybridField(prior, LinearDecay(gamma=1 / (3 * DAY))), prior=prior,
+        names=("c",), units=("kg m-3",), dt=3 * HOUR,
+        n_times={"train": 40, "test": 40}, n_samples={"train": 64, "test": 16},
+        initial_condition=lambda rng, m: _tensor(2 + _smooth_field(rng, m, n))[:, None],
+        coords=box_coords((n, n), dx),
+        description="tracer advection-diffusion with first-order decay gamma=1/(3 days)",
+    )
+
+
+def shallow_water() -> SimulationSpec:
+    """Rotating shallow water on a 32² periodic f-plane of 50 km cells, H=100 m, f0=1e-4 s⁻¹,
+    drag 1e-6 s⁻¹; geostrophically balanced random bumps (~0.5 m) plus unbalanced noise;
+    32 + 8 trajectories of 48 frames at 1 h."""
+    dx, n = 50e3, 32
+    grid = Grid.regular_box(n, n, dx)
+    prior = ShallowWater(grid, g=9.81, H=100.0, r=1e-6, coriolis=FPlane(f0=1e-4))
+
+    def initial_condition(rng: np.random.Generator, m: int) -> Tensor:
+        eta = _tensor(0.5 * _smooth_field(rng, m, n, modes=2))
+        u, v = geostrophic_velocity(eta, grid.double(), 9.81, 1e-4)
+        noise = _tensor(0.05 * _smooth_field(rng, m, n, modes=2))
+        return torch.stack((eta + noise, u, v), dim=1)
+
+    return SimulationSpec(
+        model=prior, prior=prior, names=("eta", "u", "v"), units=("m", "m s-1", "m s-1"),
+        dt=HOUR, n_times={"train": 48, "test": 48}, n_samples={"train": 32, "test": 8},
+        initial_condition=initial_condition, coords=box_coords((n, n), dx),
+        solver={"method": "rk4", "step_size": 300.0},  # 12 sub-steps per hour, ~1/5 of stable
+        description="rotating shallow water, f-plane, periodic box",
+    )
+
+
+def build(name: str) -> SimulationSpec:
+    """The protocol ``name`` (a key of :data:`DATASETS`), built in float64 so true parameters
+    are exact."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return DATASETS[name]()
+    finally:
+        torch.set_default_dtype(old)
+
+
+DATASETS = {
+    "reaction_diffusion": reaction_diffusion,
+    "wave": wave,
+    "pendulum": pendulum,
+    "advection_diffusion": advection_diffusion,
+    "shallow_water": shallow_water,
+}

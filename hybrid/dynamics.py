@@ -1,0 +1,102 @@
+"""The hybrid vector field and its integration over torchdiffeq.
+
+Axis convention, stated once: **batch first at every public boundary**. ``rollout`` takes
+``y0: [B, *S]`` and ``t: [T]`` and returns ``[B, T, *S]`` (torchdiffeq's time-first output is moved
+exactly here). For fields ``S = (C, ny, nx)``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk3", "rk4", "explicit_adams",
+                      "implicit_adams", "fixed_adams")
+
+
+@runtime_checkable
+class HasStableStep(Protocol):
+    """A vector field that knows the largest stable explicit time step (CFL / diffusion limit)."""
+
+    def stable_dt(self) -> float: ...
+
+
+class HybridField(nn.Module):
+    """``dy/dt = physics(t, y) + correction(t, y)``; either part may be None.
+
+    Both parts obey the torchdiffeq contract ``f(t, y) -> dy/dt`` shaped like ``y``.
+    """
+
+    def __init__(self, physics: nn.Module | None = None, correction: nn.Module | None = None):
+        super().__init__()
+        if physics is None and correction is None:
+            raise ValueError("HybridField needs at least one of `physics` or `correction`.")
+        self.physics, self.correction = physics, correction
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        terms = [f(t, y) for f in (self.physics, self.correction) if f is not None]
+        return sum(terms[1:], terms[0])
+
+    def stable_dt(self) -> float:
+        """The physics prior's stable step, or ``inf`` when it does not state one."""
+        return self.physics.stable_dt() if isinstance(self.physics, HasStableStep) else math.inf
+
+
+def substep_size(dt_data: float, dt_stable: float, step_size: float | None) -> float:
+    """A fixed step that divides ``dt_data`` and does not exceed ``dt_stable`` (nor ``step_size``).
+
+    Warns when a requested ``step_size`` is beyond the stable step and shortens it.
+    """
+    wanted = dt_data if step_size is None else step_size
+    if step_size is not None and step_size > dt_stable:
+        warnings.warn(
+            f"step_size={step_size:.4g} exceeds the prior's stable step {dt_stable:.4g}; "
+            "sub-stepping at the stable step instead",
+            stacklevel=3,
+        )
+    limit = min(wanted, dt_stable)
+    return dt_data / math.ceil(dt_data / limit * (1 - 1e-12))
+
+
+def rollout(
+    field: nn.Module,
+    y0: Tensor,
+    t: Tensor,
+    *,
+    method: str = "dopri5",
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    step_size: float | None = None,
+    adjoint: bool = False,
+    options: dict[str, Any] | None = None,
+) -> Tensor:
+    """Integrate ``dy/dt = field(t, y)`` from ``y0`` at ``t[0]``.
+
+    For fixed-step methods the step is the largest one that divides the (evenly spaced) output step
+    ``t[1] - t[0]`` without exceeding ``step_size`` nor the field's ``stable_dt()``: a data step
+    beyond the stable step is sub-stepped. Adaptive methods (``dopri5``, ...) use ``rtol``/``atol``.
+
+    Args:
+        field: ``f(t, y)``; an ``nn.Module`` (its parameters are needed by the adjoint).
+        y0: ``[B, *S]`` initial states.
+        t: ``[T]`` increasing output times, ``t[0]`` the time of ``y0``.
+        method: any torchdiffeq method name (torchdiffeq validates it).
+        step_size: largest fixed step wanted; default the output step.
+        adjoint: back-propagate with the adjoint method (memory O(1) in T).
+        options: extra torchdiffeq solver options.
+    Returns:
+        ``[B, T, *S]``.
+    """
+    options = dict(options or {})
+    if method in FIXED_STEP_METHODS and t.numel() > 1 and "step_size" not in options:
+        dt_data = float(t[1] - t[0])
+        dt_stable = field.stable_dt() if isinstance(field, HasStableStep) else math.inf
+        options["step_size"] = substep_size(dt_data, dt_stable, step_size)
+    solve = odeint_adjoint if adjoint else odeint
+    kwargs = {"adjoint_params": tuple(field.parameters())} if adjoint else {}
+    y = solve(field, y0, t, method=method, rtol=rtol, atol=atol, options=options, **kwargs)
+    return y.movedim(0, 1)  # [T, B, *S] -> [B, T, *S]

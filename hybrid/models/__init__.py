@@ -1,0 +1,1 @@
+"""Correction networks with the ``forward(t, y)`` contract."""
