@@ -13,8 +13,9 @@ USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, OSError, KeyError
 def _simulate_parser() -> argparse.ArgumentParser:
     from hybrid.data.protocols import DATASETS
 
-    p = argparse.ArgumentParser(prog="hybrid simulate",
-                                description="Simulate a dataset by its protocol to CF NetCDF.")
+    p = argparse.ArgumentParser(
+        prog="hybrid simulate", description="Simulate a dataset by its protocol to CF NetCDF."
+    )
     p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument("--split", choices=("train", "test"), default="train")
     p.add_argument("--output", "-o", type=Path, required=True, help="NetCDF file to write")
@@ -35,8 +36,7 @@ def simulate_main(argv: Sequence[str]) -> None:
     args = _simulate_parser().parse_args(argv)
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
-    ds = simulate_dataset(build(args.dataset), args.split, seed=args.seed,
-                          n_samples=args.n_samples)
+    ds = simulate_dataset(build(args.dataset), args.split, seed=args.seed, n_samples=args.n_samples)
     write_netcdf(ds, args.output, overwrite=args.overwrite)
     print(f"wrote {args.output} ({dict(ds.sizes)})")
     if not args.no_plot:

@@ -14,8 +14,17 @@ from typing import Any, Protocol, runtime_checkable
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk3", "rk4", "explicit_adams",
-                      "implicit_adams", "fixed_adams")
+FIXED_STEP_METHODS = (
+    "euler",
+    "midpoint",
+    "heun2",
+    "heun3",
+    "rk3",
+    "rk4",
+    "explicit_adams",
+    "implicit_adams",
+    "fixed_adams",
+)
 
 
 @runtime_checkable

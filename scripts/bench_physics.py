@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -291,6 +292,16 @@ def rhs_bytes(case: Case) -> int:
     return counter.bytes
 
 
+def page_faults(fn: Callable[[], object], calls: int = 10) -> float:
+    """Minor page faults of this process per call of ``fn`` (after one warm-up call)."""
+    with torch.no_grad():
+        fn()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(calls):
+            fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
 def check_agreement(case: Case, dtype: torch.dtype) -> float:
     """Max |torch - NumPy| / max |NumPy| of the RHS on the random state; asserts it is small."""
     with torch.no_grad():
@@ -320,16 +331,18 @@ def time_case(case: Case, repeats: int, sync: Callable[[], None]) -> dict[str, f
 
 def bench_prior(name: str, args: argparse.Namespace, peak: float) -> list[dict[str, float]]:
     """Check, count and time one prior at every size; prints one line per size."""
-    factory, fused = PRIORS[name]
     rows = []
     for n in args.sizes:
-        case = factory(n, args.batch, args.dtype, args.device)
+        case = PRIORS[name][0](n, args.batch, args.dtype, args.device)
         rel = check_agreement(case, args.dtype)
         passes = rhs_bytes(case) / case.field_bytes
+        if args.compile:
+            case.torch_rhs = torch.compile(case.torch_rhs, dynamic=False)
         row = {"n": n, "cells": args.batch * n * n, "rel": rel, "passes": passes}
+        row["faults"] = page_faults(lambda c=case: c.torch_rhs(c.y_torch))
         row.update(time_case(case, args.repeats, synchronizer(args.device)))
         row["bw"] = passes * case.field_bytes / row["t_rhs"] / peak
-        print_row(row, fused)
+        print_row(row)
         rows.append(row)
     return rows
 
@@ -339,17 +352,17 @@ def bench_prior(name: str, args: argparse.Namespace, peak: float) -> list[dict[s
 
 HEADER = (
     f"{'N':>5} {'cells':>8} {'maxrel':>8} {'passes':>6} | {'rhs torch':>9} {'numpy':>8}"
-    f" {'ratio':>6} {'bw':>6} | {'rk4 torch':>9} {'numpy':>8} {'ratio':>6}"
+    f" {'ratio':>6} {'bw':>6} {'faults':>6} | {'rk4 torch':>9} {'numpy':>8} {'ratio':>6}"
 )
 
 
-def print_row(row: dict[str, float], fused: int) -> None:
+def print_row(row: dict[str, float]) -> None:
     """One size: throughputs in Mcell/s, torch/NumPy ratios and the RHS bandwidth fraction."""
     mcs = {k: row["cells"] / row[k] / 1e6 for k in ("t_rhs", "n_rhs", "t_rk4", "n_rk4")}
     print(
         f"{row['n']:>5} {row['cells']:>8} {row['rel']:>8.1e} {row['passes']:>6.1f} |"
         f" {mcs['t_rhs']:>9.1f} {mcs['n_rhs']:>8.1f} {mcs['t_rhs'] / mcs['n_rhs']:>6.2f}"
-        f" {row['bw']:>6.0%} | {mcs['t_rk4']:>9.1f} {mcs['n_rk4']:>8.1f}"
+        f" {row['bw']:>6.0%} {row['faults']:>6.0f} | {mcs['t_rk4']:>9.1f} {mcs['n_rk4']:>8.1f}"
         f" {mcs['t_rk4'] / mcs['n_rk4']:>6.2f}",
         flush=True,
     )
@@ -382,6 +395,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--priors", nargs="+", choices=sorted(PRIORS), default=list(PRIORS))
+    parser.add_argument("--compile", action="store_true", help="time torch.compile(prior)")
+    parser.add_argument("--peak-mib", type=int, default=512, help="size of the copy for the peak")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
@@ -391,16 +406,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def print_header(args: argparse.Namespace, peak: float) -> None:
+    """One line: versions, threads, dtype, device, batch, compile and the measured peak."""
+    dtype = str(args.dtype).removeprefix("torch.")
+    print(
+        f"# torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()},"
+        f" dtype {dtype}, device {args.device}, batch {args.batch}, compile {args.compile},"
+        f" peak copy bandwidth {peak / 1e9:.1f} GB/s; throughputs in Mcell/s"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     """Run the benchmark; returns the rows of every prior (for tests and notebooks)."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    peak = peak_bandwidth(args.device)
-    print(
-        f"# torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()},"
-        f" dtype {str(args.dtype).removeprefix('torch.')}, device {args.device}, batch"
-        f" {args.batch}, peak copy bandwidth {peak / 1e9:.1f} GB/s; throughputs in Mcell/s"
-    )
+    peak = peak_bandwidth(args.device, args.peak_mib)
+    print_header(args, peak)
     results = {}
     for name in args.priors:
         print(f"\n## {name} (fused kernel: {PRIORS[name][1]} passes)\n{HEADER}")

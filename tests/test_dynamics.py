@@ -187,6 +187,6 @@ def test_adjoint_gradients_equal_direct_backprop(float64, method, kwargs):
         y = rollout(field, y0, t, method=method, adjoint=adjoint, **kwargs)
         (weights * y.square()).sum().backward()
         grads.append([y0.grad, field.omega0_sq.grad, field.alpha.grad])
-    for direct, adj in zip(*grads):
+    for direct, adj in zip(*grads, strict=True):
         assert direct is not None and direct.abs().max() > 1e-3
         torch.testing.assert_close(adj, direct, rtol=1e-6, atol=1e-8)

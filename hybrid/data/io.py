@@ -21,19 +21,31 @@ TIME_UNITS = "seconds since 2000-01-01 00:00:00"
 
 
 def grid_coords(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, xr.DataArray]:
-    """CF coordinate variables of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees."""
+    """CF coordinates of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees."""
     if kind == "latlon":
         return {
-            "lat": xr.DataArray(y, dims="lat", attrs={"units": "degrees_north", "axis": "Y",
-                                                      "standard_name": "latitude"}),
-            "lon": xr.DataArray(x, dims="lon", attrs={"units": "degrees_east", "axis": "X",
-                                                      "standard_name": "longitude"}),
+            "lat": xr.DataArray(
+                y,
+                dims="lat",
+                attrs={"units": "degrees_north", "axis": "Y", "standard_name": "latitude"},
+            ),
+            "lon": xr.DataArray(
+                x,
+                dims="lon",
+                attrs={"units": "degrees_east", "axis": "X", "standard_name": "longitude"},
+            ),
         }
     return {
-        "y": xr.DataArray(y, dims="y", attrs={"units": "m", "axis": "Y",
-                                              "standard_name": "projection_y_coordinate"}),
-        "x": xr.DataArray(x, dims="x", attrs={"units": "m", "axis": "X",
-                                              "standard_name": "projection_x_coordinate"}),
+        "y": xr.DataArray(
+            y,
+            dims="y",
+            attrs={"units": "m", "axis": "Y", "standard_name": "projection_y_coordinate"},
+        ),
+        "x": xr.DataArray(
+            x,
+            dims="x",
+            attrs={"units": "m", "axis": "X", "standard_name": "projection_x_coordinate"},
+        ),
     }
 
 
@@ -59,8 +71,11 @@ def trajectories_to_dataset(
         raise ValueError(f"got {len(names)} names for {y.shape[2]} channels")
     dims = ("sample", "time", *coords)
     seconds = np.asarray(t.detach().cpu(), dtype=np.float64)
-    time = xr.DataArray(np.datetime64("2000-01-01") + (seconds * 1e9).astype("timedelta64[ns]"),
-                        dims="time", attrs={"axis": "T", "standard_name": "time"})
+    time = xr.DataArray(
+        np.datetime64("2000-01-01") + (seconds * 1e9).astype("timedelta64[ns]"),
+        dims="time",
+        attrs={"axis": "T", "standard_name": "time"},
+    )
     data = y.detach().cpu().float().numpy()
     variables = {
         name: xr.DataArray(data[:, :, c], dims=dims, attrs={"units": (units or {}).get(name, "1")})
@@ -98,8 +113,15 @@ def time_in_seconds(time: xr.DataArray) -> np.ndarray:
     values = time.values
     if np.issubdtype(values.dtype, np.number):
         return (values - values[0]).astype(np.float64)
-    return np.array([(v - values[0]) / np.timedelta64(1, "s") if isinstance(v, np.datetime64)
-                     else (v - values[0]).total_seconds() for v in values], dtype=np.float64)
+    return np.array(
+        [
+            (v - values[0]) / np.timedelta64(1, "s")
+            if isinstance(v, np.datetime64)
+            else (v - values[0]).total_seconds()
+            for v in values
+        ],
+        dtype=np.float64,
+    )
 
 
 def to_tensor(ds: xr.Dataset, variables: Sequence[str]) -> Tensor:

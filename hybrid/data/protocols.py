@@ -34,8 +34,13 @@ def reaction_diffusion() -> SimulationSpec:
     """FitzHugh-Nagumo on a 32² periodic grid of [-1, 1]²; u, v ~ U[0, 1); 30 frames at 0.1."""
     prior = ReactionDiffusion(a=1e-3, b=5e-3, k=5e-3, size=32, length=2.0)
     return SimulationSpec(
-        model=prior, prior=prior, names=("u", "v"), units=("1", "1"), dt=0.1,
-        n_times={"train": 30, "test": 30}, n_samples={"train": 1600, "test": 320},
+        model=prior,
+        prior=prior,
+        names=("u", "v"),
+        units=("1", "1"),
+        dt=0.1,
+        n_times={"train": 30, "test": 30},
+        n_samples={"train": 1600, "test": 320},
         initial_condition=lambda rng, n: _tensor(rng.random((n, 2, 32, 32))),
         coords=box_coords((32, 32), 2.0 / 32),
         description="APHYNITY reaction-diffusion (FitzHugh-Nagumo), a=1e-3 b=5e-3 k=5e-3",
@@ -43,7 +48,7 @@ def reaction_diffusion() -> SimulationSpec:
 
 
 def _gaussian_pulse(rng: np.random.Generator, n: int, size: int = 64) -> Tensor:
-    """APHYNITY wave initial state: w = exp(-|x - m|² / s), s ~ U(10, 100), m ~ U{20..39}², w_t = 0."""
+    """APHYNITY wave initial state: w = exp(-|x - m|²/s), s~U(10,100), m ~ U{20..39}²; w_t = 0."""
     y, x = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     w = np.empty((n, 2, size, size))
     for i in range(n):
@@ -57,9 +62,15 @@ def wave() -> SimulationSpec:
     frames at 1e-3, cut into windows of 25 (200 train, 50 test) by the data module."""
     prior = DampedWave(c=330.0, k=50.0, size=64, dx=1.0)
     return SimulationSpec(
-        model=prior, prior=prior, names=("w", "w_t"), units=("1", "s-1"), dt=1e-3,
-        n_times={"train": 225, "test": 75}, n_samples={"train": 1, "test": 1},
-        initial_condition=_gaussian_pulse, coords=box_coords((64, 64), 1.0),
+        model=prior,
+        prior=prior,
+        names=("w", "w_t"),
+        units=("1", "s-1"),
+        dt=1e-3,
+        n_times={"train": 225, "test": 75},
+        n_samples={"train": 1, "test": 1},
+        initial_condition=_gaussian_pulse,
+        coords=box_coords((64, 64), 1.0),
         solver={"method": "rk4", "step_size": 1e-4},  # the paper: rk4 at 1e-3; we sub-step 10x
         description="APHYNITY damped wave, c=330 k=50",
     )
@@ -76,8 +87,13 @@ def pendulum() -> SimulationSpec:
     """Damped pendulum ω0²=(2π/12)², α=0.2; 25 + 25 trajectories of 40 frames at 0.5."""
     prior = DampedPendulum(omega0_sq=(2 * math.pi / 12) ** 2, alpha=0.2)
     return SimulationSpec(
-        model=prior, prior=prior, names=("theta", "omega"), units=("rad", "rad s-1"), dt=0.5,
-        n_times={"train": 40, "test": 40}, n_samples={"train": 25, "test": 25},
+        model=prior,
+        prior=prior,
+        names=("theta", "omega"),
+        units=("rad", "rad s-1"),
+        dt=0.5,
+        n_times={"train": 40, "test": 40},
+        n_samples={"train": 25, "test": 25},
         initial_condition=_pendulum_state,
         solver={"method": "dopri5", "rtol": 1e-10, "atol": 1e-10},
         description="APHYNITY damped pendulum",
@@ -103,12 +119,17 @@ def advection_diffusion() -> SimulationSpec:
     64 + 16 trajectories of 40 frames at 3 h.
     """
     dx, n = 10e3, 32
-    prior = AdvectionDiffusion(Grid.regular_box(n, n, dx), kappa=800.0,
-                               velocity=ConstantVelocity(u=0.4, v=-0.2))
+    prior = AdvectionDiffusion(
+        Grid.regular_box(n, n, dx), kappa=800.0, velocity=ConstantVelocity(u=0.4, v=-0.2)
+    )
     return SimulationSpec(
-        model=HybridField(prior, LinearDecay(gamma=1 / (3 * DAY))), prior=prior,
-        names=("c",), units=("kg m-3",), dt=3 * HOUR,
-        n_times={"train": 40, "test": 40}, n_samples={"train": 64, "test": 16},
+        model=HybridField(prior, LinearDecay(gamma=1 / (3 * DAY))),
+        prior=prior,
+        names=("c",),
+        units=("kg m-3",),
+        dt=3 * HOUR,
+        n_times={"train": 40, "test": 40},
+        n_samples={"train": 64, "test": 16},
         initial_condition=lambda rng, m: _tensor(2 + _smooth_field(rng, m, n))[:, None],
         coords=box_coords((n, n), dx),
         description="tracer advection-diffusion with first-order decay gamma=1/(3 days)",
@@ -130,9 +151,15 @@ def shallow_water() -> SimulationSpec:
         return torch.stack((eta + noise, u, v), dim=1)
 
     return SimulationSpec(
-        model=prior, prior=prior, names=("eta", "u", "v"), units=("m", "m s-1", "m s-1"),
-        dt=HOUR, n_times={"train": 48, "test": 48}, n_samples={"train": 32, "test": 8},
-        initial_condition=initial_condition, coords=box_coords((n, n), dx),
+        model=prior,
+        prior=prior,
+        names=("eta", "u", "v"),
+        units=("m", "m s-1", "m s-1"),
+        dt=HOUR,
+        n_times={"train": 48, "test": 48},
+        n_samples={"train": 32, "test": 8},
+        initial_condition=initial_condition,
+        coords=box_coords((n, n), dx),
         solver={"method": "rk4", "step_size": 300.0},  # 12 sub-steps per hour, ~1/5 of stable
         description="rotating shallow water, f-plane, periodic box",
     )

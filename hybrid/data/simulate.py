@@ -78,7 +78,11 @@ def true_parameters(prior: nn.Module) -> dict[str, float]:
 
 
 def simulate_dataset(
-    spec: SimulationSpec, split: str, *, seed: int = 0, n_samples: int | None = None,
+    spec: SimulationSpec,
+    split: str,
+    *,
+    seed: int = 0,
+    n_samples: int | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Trajectories of ``spec`` for ``split`` (``train`` or ``test``) as a CF-1.8 dataset.
@@ -101,8 +105,14 @@ def simulate_dataset(
         "seed": seed,
         **true_parameters(spec.prior),
     }
-    return trajectories_to_dataset(y, t, spec.names, coords=spec.coords,
-                                   units=dict(zip(spec.names, spec.units)), attrs=attrs)
+    return trajectories_to_dataset(
+        y,
+        t,
+        spec.names,
+        coords=spec.coords,
+        units=dict(zip(spec.names, spec.units, strict=False)),
+        attrs=attrs,
+    )
 
 
 def box_coords(grid_shape: tuple[int, int], dx: float) -> dict[str, xr.DataArray]:

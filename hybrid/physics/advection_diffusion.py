@@ -31,9 +31,12 @@ class VelocityField(nn.Module):
 
     def __init__(self, u: Tensor, v: Tensor, learnable: bool = False) -> None:
         super().__init__()
-        u, v = torch.as_tensor(u, dtype=torch.get_default_dtype()), torch.as_tensor(v).to(u)
+        u = torch.as_tensor(u, dtype=torch.get_default_dtype())
+        v = torch.as_tensor(v).to(u)
         if u.ndim != 2 or u.shape != v.shape:
-            raise ValueError(f"u and v must both be [ny, nx], got {tuple(u.shape)}, {tuple(v.shape)}")
+            raise ValueError(
+                f"u and v must both be [ny, nx], got {tuple(u.shape)}, {tuple(v.shape)}"
+            )
         if learnable:
             self.u, self.v = nn.Parameter(u.clone()), nn.Parameter(v.clone())
         else:
@@ -84,20 +87,22 @@ class AdvectionDiffusion(nn.Module):
         return dcdt
 
     def stable_dt(self) -> float:
-        """Explicit-RK limit ``2 / (λ_diffusion + λ_advection)`` with ``λ_d = 8κ/Δ²``, ``λ_a = |u|/Δ``."""
+        """Explicit-RK limit ``2 / (λ_d + λ_a)`` with ``λ_d = 8κ/Δ²``, ``λ_a = (|u| + |v|)/Δ``."""
         dx = self.grid.min_spacing()
         rate = 8 * float(self.kappa.detach()) / dx**2
         if self.velocity is not None:
             u, v = self.velocity()
-            rate += (float(u.abs().max()) + float(v.abs().max())) / dx
+            rate += float(u.detach().abs().max() + v.detach().abs().max()) / dx
         return 2.0 / rate if rate > 0 else math.inf
 
 
 def fourier_mode(
     x: Tensor, y: Tensor, t: float, *, kx: float, ky: float, u: float, v: float, kappa: float
 ) -> Tensor:
-    """Exact solution on a periodic box for ``c(x, y, 0) = sin(kx x + ky y)`` and uniform ``(u, v)``:
-    ``exp(-κ (kx² + ky²) t) sin(kx (x - u t) + ky (y - v t))``; ``x``, ``y`` broadcast to the grid."""
+    """Exact solution on a periodic box for ``c(x, y, 0) = sin(kx x + ky y)``, uniform ``(u, v)``:
+
+    ``exp(-κ (kx² + ky²) t) sin(kx (x - u t) + ky (y - v t))``; ``x``, ``y`` broadcast to the grid.
+    """
     return math.exp(-kappa * (kx**2 + ky**2) * t) * torch.sin(kx * (x - u * t) + ky * (y - v * t))
 
 

@@ -29,4 +29,4 @@ class LinearDecay(nn.Module):
         return -self.gamma * y
 
     def stable_dt(self) -> float:
-        return 2.0 / float(self.gamma)
+        return 2.0 / float(self.gamma.detach())

@@ -13,8 +13,8 @@ flux-form operators in :mod:`hybrid.physics.operators` need:
   (domain edge of a non-periodic axis, or a face touching an inactive cell: no-flux);
 * ``active`` ``[ny, nx]``: 1 on active cells, 0 on inactive ones (land, missing values).
 
-The face east of cell ``(j, i)`` joins it to ``(j, i+1)`` (wrapping round on the last column), so the
-operators are written once with ``torch.roll`` and walls are just closed faces.
+The face east of cell ``(j, i)`` joins it to ``(j, i+1)`` (wrapping round on the last column), so
+the operators are written once with ``torch.roll`` and walls are just closed faces.
 """
 
 from __future__ import annotations

@@ -91,8 +91,8 @@ def laplacian_fourth_order(f: Tensor, dx: float, *, periodic: bool) -> Tensor:
     """Fourth-order Laplacian on a square box of spacing ``dx``, ``f``: ``[..., ny, nx]``.
 
     ``(-f₋₂ + 16 f₋₁ - 30 f + 16 f₊₁ - f₊₂) / (12 dx²)`` along each axis. Without periodicity the
-    second derivative along an axis is zero on its two outermost rows (or columns) at each end, as in
-    the APHYNITY damped-wave protocol.
+    second derivative along an axis is zero on its two outermost rows (or columns) at each end, as
+    in the APHYNITY damped-wave protocol.
     """
     out = torch.zeros_like(f)
     for dim in (-1, -2):

@@ -1,4 +1,4 @@
-"""Advection-diffusion prior: exact Fourier modes and Gaussian spreading, gradients, stable steps."""
+"""Advection-diffusion prior: exact Fourier modes, Gaussian spreading, gradients, stable steps."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_gradcheck_state_and_parameters(float64, velocity, scheme, masked):
     t = torch.tensor(0.0)
 
     def forward(y, *params):
-        return functional_call(model, dict(zip(names, params)), (t, y))
+        return functional_call(model, dict(zip(names, params, strict=True)), (t, y))
 
     assert torch.autograd.gradcheck(forward, (y, *params))
 
@@ -114,7 +114,9 @@ def test_stable_dt_matches_the_stated_limit(float64):
 def _noisy_problem(velocity: bool):
     """Random (checkerboard-rich) initial state: the stiffest modes decide stability."""
     grid = Grid.regular_box(32, 32, 1.0)
-    model = AdvectionDiffusion(grid, kappa=0.5, velocity=ConstantVelocity(1.5, -1.0) if velocity else None)
+    model = AdvectionDiffusion(
+        grid, kappa=0.5, velocity=ConstantVelocity(1.5, -1.0) if velocity else None
+    )
     c0 = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     return model, c0
 
@@ -168,8 +170,11 @@ def test_unknown_scheme_raises():
 
 @pytest.mark.parametrize(
     ("u", "v"),
-    [(torch.zeros(4), torch.zeros(4)), (torch.zeros(4, 5), torch.zeros(5, 4)),
-     (torch.zeros(2, 4, 5), torch.zeros(2, 4, 5))],
+    [
+        (torch.zeros(4), torch.zeros(4)),
+        (torch.zeros(4, 5), torch.zeros(5, 4)),
+        (torch.zeros(2, 4, 5), torch.zeros(2, 4, 5)),
+    ],
 )
 def test_bad_velocity_field_shapes_raise(u, v):
     with pytest.raises(ValueError, match=r"u and v must both be \[ny, nx\]"):

@@ -96,7 +96,9 @@ def test_descending_latitude_gives_flipped_laplacian_and_gradient(latlon_pair, r
     flip = lambda x: x.flip(-2)  # noqa: E731
     lap_up, lap_down = operators.laplacian(f, up), operators.laplacian(flip(f), down)
     torch.testing.assert_close(lap_down, flip(lap_up), rtol=1e-11, atol=1e-22)
-    for g_up, g_down in zip(operators.gradient(f, up), operators.gradient(flip(f), down)):
+    for g_up, g_down in zip(
+        operators.gradient(f, up), operators.gradient(flip(f), down), strict=True
+    ):
         torch.testing.assert_close(g_down, flip(g_up), rtol=1e-11, atol=1e-18)
     u, v = (torch.tensor(rng.standard_normal((12, 15))) for _ in range(2))
     adv_up = operators.advection_centred(f, u, v, up)

@@ -58,7 +58,11 @@ def field_v(a, b):
 OPERATORS = {  # name: (numerical, exact, order)
     "grad_x": (lambda f, u, v, g: operators.gradient(f, g)[0], lambda f, u, v, A: A.grad(f)[0], 2),
     "grad_y": (lambda f, u, v, g: operators.gradient(f, g)[1], lambda f, u, v, A: A.grad(f)[1], 2),
-    "divergence": (lambda f, u, v, g: operators.divergence(u, v, g), lambda f, u, v, A: A.div(u, v), 2),
+    "divergence": (
+        lambda f, u, v, g: operators.divergence(u, v, g),
+        lambda f, u, v, A: A.div(u, v),
+        2,
+    ),
     "laplacian": (lambda f, u, v, g: operators.laplacian(f, g), lambda f, u, v, A: A.lap(f), 2),
     "advection_centred": (operators.advection_centred, lambda f, u, v, A: -A.div(u * f, v * f), 2),
     "advection_upwind": (operators.advection_upwind, lambda f, u, v, A: -A.div(u * f, v * f), 1),
@@ -99,7 +103,7 @@ def _error(name: str, case: str, n: int) -> tuple[float, float]:
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("name", list(OPERATORS))
 def test_convergence_order(float64, name, case):
-    errors, spacings = zip(*(_error(name, case, n) for n in CASES[case][1]))
+    errors, spacings = zip(*(_error(name, case, n) for n in CASES[case][1]), strict=True)
     slope = np.polyfit(np.log(spacings), np.log(errors), 1)[0]
     order = OPERATORS[name][2]
     assert abs(slope - order) < (0.25 if order == 1 else 0.2), (slope, errors)
@@ -124,7 +128,9 @@ def _land(ny: int, nx: int) -> np.ndarray:
 
 GEOMETRIES = {
     "periodic_box": lambda: Grid.regular_box(16, 12, 1.0, 0.5),
-    "walled_box_with_island": lambda: Grid.regular_box(16, 12, 2.0, periodic=False, active=_island()),
+    "walled_box_with_island": lambda: Grid.regular_box(
+        16, 12, 2.0, periodic=False, active=_island()
+    ),
     "masked_global_latlon": lambda: Grid.latlon(
         np.arange(-70.0, 71.0, 10.0), np.arange(0.0, 360.0, 10.0), active=_land(15, 36)
     ),
