@@ -24,15 +24,22 @@ How to read the table:
 * ``bw``: achieved fraction of the device's memory bandwidth for the RHS = counted bytes / time /
   peak. The bytes are counted, not guessed: every aten kernel run by one RHS is intercepted and the
   sizes of its tensor inputs and outputs are summed (each unfused element-wise kernel reads its
-  operands and writes its result once). ``passes`` in the prior's header line is that count in
-  units of one ``[batch, N, N]`` field; ``fused`` is the count a single fused kernel would need
-  (read the state and the grid weights once, write the tendency once). The peak is measured by
-  timing a large ``tensor.clone()`` (bandwidth = 2 x bytes / time). On the CPU the small sizes fit
-  in cache, so ``bw`` may exceed 1 there; it is meant for CUDA.
-* ``exponent``: slope of ``log(time)`` against ``log(cells)`` over the sizes (``np.polyfit``); 1 is
-  linear cost, below 1 means fixed per-call overheads still matter at the small sizes.
+  operands and writes its result once). The ``passes`` column is that count in units of one
+  ``[batch, N, N]`` field; ``fused`` in the prior's header line is the count a single fused kernel
+  would need at batch 1 (read the state and the grid weights once, write the tendency once). The
+  peak is measured by timing a large device-to-device copy, ``tensor.clone()`` on CUDA (bandwidth =
+  2 x bytes / time). On the CPU the fields of these
+  sizes stay in cache, so ``bw`` may exceed 1 there; it is meant for CUDA. With ``--compile`` the
+  eager count no longer describes the kernels, and ``passes`` is the fused count instead (``bw``
+  is then a lower bound).
+* ``faults``: minor page faults of the process per torch RHS call (CPU allocator behaviour: glibc
+  returning freed temporaries to the OS makes every new one fault its pages in again).
+* ``cost exponent``: slope of ``log(time)`` against ``log(cells)`` (``np.polyfit``) over all the
+  sizes and over the largest two; 1 is linear cost, below 1 means fixed per-call overheads (Python
+  and dispatch, ~5 us per torch op) still matter at the small sizes.
 
-Example: ``python scripts/bench_physics.py --sizes 64 128 256 512 --repeats 5 --device auto``.
+Example: ``python scripts/bench_physics.py --sizes 64 128 256 512 --repeats 5 --device auto``;
+add ``--compile`` to time ``torch.compile(prior)`` instead of the eager prior.
 """
 
 from __future__ import annotations
@@ -336,8 +343,9 @@ def bench_prior(name: str, args: argparse.Namespace, peak: float) -> list[dict[s
         case = PRIORS[name][0](n, args.batch, args.dtype, args.device)
         rel = check_agreement(case, args.dtype)
         passes = rhs_bytes(case) / case.field_bytes
-        if args.compile:
+        if args.compile:  # the eager count no longer applies; take the fused one (a lower bound)
             case.torch_rhs = torch.compile(case.torch_rhs, dynamic=False)
+            passes = PRIORS[name][1]
         row = {"n": n, "cells": args.batch * n * n, "rel": rel, "passes": passes}
         row["faults"] = page_faults(lambda c=case: c.torch_rhs(c.y_torch))
         row.update(time_case(case, args.repeats, synchronizer(args.device)))
@@ -377,10 +385,12 @@ def exponent(rows: list[dict[str, float]], key: str) -> float:
 
 
 def print_exponents(rows: list[dict[str, float]]) -> None:
-    """The fitted cost exponents of the four timings of one prior."""
+    """The fitted cost exponents of the four timings: over all sizes / the largest two."""
     keys = {"t_rhs": "rhs torch", "n_rhs": "rhs numpy", "t_rk4": "rk4 torch", "n_rk4": "rk4 numpy"}
-    fits = ", ".join(f"{label} {exponent(rows, k):.2f}" for k, label in keys.items())
-    print(f"cost exponent (time ~ cells^p): {fits}")
+    fits = ", ".join(
+        f"{label} {exponent(rows, k):.2f}/{exponent(rows[-2:], k):.2f}" for k, label in keys.items()
+    )
+    print(f"cost exponent p (time ~ cells^p), all sizes/largest two: {fits}")
 
 
 # ------------------------------------------------------------------ command line

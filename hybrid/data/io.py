@@ -17,11 +17,19 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from hybrid.physics.grid import Grid
+
 TIME_UNITS = "seconds since 2000-01-01 00:00:00"
 
 
-def grid_coords(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, xr.DataArray]:
-    """CF coordinates of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees."""
+def grid_coords(
+    kind: str, x: np.ndarray, y: np.ndarray, *, periodic: tuple[bool, bool] = (False, False)
+) -> dict[str, xr.DataArray]:
+    """CF coordinates of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees.
+
+    A box records periodic axes as the attribute ``periodic = 1`` on its coordinate (CF has no
+    word for it); lat-lon periodicity is read from the longitudes themselves.
+    """
     if kind == "latlon":
         return {
             "lat": xr.DataArray(
@@ -39,12 +47,22 @@ def grid_coords(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, xr.DataArr
         "y": xr.DataArray(
             y,
             dims="y",
-            attrs={"units": "m", "axis": "Y", "standard_name": "projection_y_coordinate"},
+            attrs={
+                "units": "m",
+                "axis": "Y",
+                "periodic": int(periodic[0]),
+                "standard_name": "projection_y_coordinate",
+            },
         ),
         "x": xr.DataArray(
             x,
             dims="x",
-            attrs={"units": "m", "axis": "X", "standard_name": "projection_x_coordinate"},
+            attrs={
+                "units": "m",
+                "axis": "X",
+                "periodic": int(periodic[1]),
+                "standard_name": "projection_x_coordinate",
+            },
         ),
     }
 
@@ -130,3 +148,66 @@ def to_tensor(ds: xr.Dataset, variables: Sequence[str]) -> Tensor:
     if missing:
         raise ValueError(f"variables {missing} not in the dataset; it has {list(ds.data_vars)}")
     return torch.from_numpy(np.stack([ds[v].values for v in variables], axis=2).astype(np.float32))
+
+
+LAT_NAMES, LON_NAMES = ("lat", "latitude"), ("lon", "longitude")
+
+
+def open_trajectories(path: str | os.PathLike, variables: Sequence[str]) -> xr.Dataset:
+    """Open a NetCDF file lazily and check it against the file convention.
+
+    Raises:
+        ValueError: naming the file and what is wrong: missing file, not NetCDF, missing
+            variables (listing those present), no ``time`` dim, time not strictly increasing or
+            not evenly spaced, or variables with different dims.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    try:
+        ds = xr.open_dataset(path, chunks={})
+    except Exception as err:  # xarray raises many types for a bad file; name it once
+        raise ValueError(f"{path}: cannot be read as NetCDF ({type(err).__name__}: {err})") from err
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise ValueError(f"{path}: variables {missing} not found; present: {list(ds.data_vars)}")
+    dims = {ds[v].dims for v in variables}
+    if len(dims) != 1:
+        raise ValueError(f"{path}: variables {list(variables)} have different dims {dims}")
+    if "time" not in ds.dims or "time" not in next(iter(dims)):
+        raise ValueError(f"{path}: no `time` dimension in {next(iter(dims))}")
+    _check_time(ds["time"], path)
+    return ds
+
+
+def _check_time(time: xr.DataArray, path: Path) -> None:
+    seconds = time_in_seconds(time)
+    steps = np.diff(seconds)
+    if steps.size and not np.all(steps > 0):
+        raise ValueError(f"{path}: time is not strictly increasing (at index {np.argmin(steps)})")
+    if steps.size and np.ptp(steps) > 1e-6 * steps.max():
+        raise ValueError(
+            f"{path}: time is not evenly spaced (steps {steps.min()}..{steps.max()} s)"
+        )
+
+
+def spatial_dims(da: xr.DataArray) -> tuple[str, ...]:
+    """The grid dims of ``da`` in order (``y, x`` or ``lat, lon``), ``()`` for ODE states."""
+    return tuple(d for d in da.dims if d not in ("sample", "time"))
+
+
+def grid_from_dataset(ds: xr.Dataset, variable: str) -> Grid | None:
+    """The :class:`Grid` of ``variable``'s spatial dims, with inactive cells where it is missing
+    at every time (land); None for ODE states."""
+    dims = spatial_dims(ds[variable])
+    if not dims:
+        return None
+    if len(dims) != 2:
+        raise ValueError(f"{variable} must have 0 or 2 spatial dims, got {dims}")
+    ydim, xdim = dims
+    other = [d for d in ds[variable].dims if d not in dims]
+    active = ds[variable].notnull().any(other).values if other else None
+    if ydim in LAT_NAMES and xdim in LON_NAMES:
+        return Grid.latlon(ds[ydim].values, ds[xdim].values, active=active)
+    periodic = tuple(bool(ds[d].attrs.get("periodic", 0)) for d in (ydim, xdim))
+    return Grid.box(ds[xdim].values, ds[ydim].values, periodic=periodic, active=active)

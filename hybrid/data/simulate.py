@@ -115,7 +115,10 @@ def simulate_dataset(
     )
 
 
-def box_coords(grid_shape: tuple[int, int], dx: float) -> dict[str, xr.DataArray]:
+def box_coords(
+    grid_shape: tuple[int, int], dx: float, *, periodic: bool = True
+) -> dict[str, xr.DataArray]:
     """``y, x`` coordinates (m) of a box of ``grid_shape`` cells of size ``dx``, from the origin."""
     ny, nx = grid_shape
-    return grid_coords("box", np.arange(nx) * dx, np.arange(ny) * dx)
+    xs, ys = np.arange(nx) * dx, np.arange(ny) * dx
+    return grid_coords("box", xs, ys, periodic=(periodic, periodic))

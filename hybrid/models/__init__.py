@@ -1,1 +1,13 @@
-"""Correction networks with the ``forward(t, y)`` contract."""
+"""Correction networks with the ``forward(t, y)`` contract.
+
+Each one normalises its input per channel (:class:`ChannelScaler`, statistics saved with the
+checkpoint), scales its output back, and starts with a zero last layer so that an untrained hybrid
+equals its physics prior exactly.
+"""
+
+from hybrid.models.mlp import MLP
+from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.resnet import ResNet
+from hybrid.models.unet import UNet
+
+__all__ = ["MLP", "ChannelScaler", "ResNet", "UNet"]

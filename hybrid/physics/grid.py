@@ -208,6 +208,17 @@ class Grid(nn.Module):
         grid.radius = float(radius)
         return grid
 
+    def __reduce__(self):
+        """Pickle as plain tensors and flags, so a grid linked into a prior's hparams loads from a
+        checkpoint with ``torch.load(weights_only=True)`` once :func:`rebuild_grid` is allowed."""
+        state = {
+            "kind": self.kind,
+            "periodic": tuple(self.periodic),
+            "radius": self.radius,
+            "buffers": dict(self._buffers),
+        }
+        return (rebuild_grid, (state,))
+
     def min_spacing(self) -> float:
         """Smallest distance between neighbouring active centres (m), for CFL limits."""
         act = self.active.bool()
@@ -220,3 +231,14 @@ class Grid(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, shape={self.shape}, periodic={self.periodic}"
+
+
+def rebuild_grid(state: dict) -> Grid:
+    """Inverse of ``Grid.__reduce__``: a grid from its buffers and flags."""
+    grid = Grid.__new__(Grid)
+    nn.Module.__init__(grid)
+    grid.kind, grid.periodic, grid.radius = state["kind"], tuple(state["periodic"]), state["radius"]
+    for name, value in state["buffers"].items():
+        grid.register_buffer(name, value)
+    grid.shape = tuple(grid.active.shape)
+    return grid

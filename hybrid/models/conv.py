@@ -1,0 +1,93 @@
+"""Convolutions that follow the grid's geometry: circular on periodic axes, zeros at walls.
+
+Shared by :class:`~hybrid.models.resnet.ResNet` and :class:`~hybrid.models.unet.UNet`, together
+with the normalise-mask-apply-mask-scale wrapper that both fields nets use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics.grid import Grid
+
+
+def pad_geometry(x: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
+    """Pad ``x: [N, C, ny, nx]`` by ``width`` cells on each side of the last two axes.
+
+    Circular along a periodic axis (the neighbour across the seam), zeros along a wall.
+    """
+    for axis, wraps in zip((-2, -1), periodic, strict=True):
+        if wraps:
+            n = x.shape[axis]
+            x = torch.cat((x.narrow(axis, n - width, width), x, x.narrow(axis, 0, width)), axis)
+        else:
+            pad = (width, width, 0, 0) if axis == -1 else (0, 0, width, width)
+            x = F.pad(x, pad)
+    return x  # [N, C, ny + 2 width, nx + 2 width]
+
+
+class GridConv2d(nn.Module):
+    """A ``kernel_size`` x ``kernel_size`` convolution padded by :func:`pad_geometry`.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        periodic: ``(periodic_y, periodic_x)``.
+        kernel_size: odd kernel size.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        periodic: tuple[bool, bool] = (True, True),
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        self.periodic = tuple(periodic)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [N, C_in, ny, nx]`` -> ``[N, C_out, ny, nx]``."""
+        return self.conv(pad_geometry(x, self.periodic, self.conv.kernel_size[0] // 2))
+
+    def extra_repr(self) -> str:
+        return f"periodic={self.periodic}"
+
+
+def geometry_of(grid: Grid | None) -> tuple[tuple[bool, bool], Tensor | None]:
+    """``(periodic, active)`` of a grid; fully periodic and unmasked without one."""
+    if grid is None:
+        return (True, True), None
+    return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool [ny, nx]
+
+
+def zero_init(conv: GridConv2d) -> None:
+    """Zero weights and bias, so that the network's output starts exactly at zero."""
+    nn.init.zeros_(conv.conv.weight)
+    nn.init.zeros_(conv.conv.bias)
+
+
+def apply_on_field(
+    body: Callable[[Tensor], Tensor], scaler: ChannelScaler, active: Tensor | None, y: Tensor
+) -> Tensor:
+    """Normalise ``y: [..., C, ny, nx]``, mask, run ``body`` on ``[N, C, ny, nx]``, mask, scale.
+
+    Inactive cells enter as 0 whatever they hold (``torch.where``, so a NaN there never reaches
+    the active cells, nor the gradients) and leave with a zero tendency.
+    """
+    lead, field = y.shape[:-3], y.shape[-3:]
+    z = scaler.normalise(y).reshape(-1, *field)  # [..., C, ny, nx] -> [N, C, ny, nx]
+    if active is not None:
+        z = torch.where(active, z, 0.0)
+    out = body(z)
+    if active is not None:
+        out = torch.where(active, out, 0.0)
+    return scaler.scale_output(out.reshape(*lead, *out.shape[-3:]))  # -> [..., C, ny, nx]

@@ -1,0 +1,62 @@
+"""Small residual convolutional correction for fields ``[..., C, ny, nx]``."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics.grid import Grid
+
+
+class ResidualBlock(nn.Module):
+    """``h + conv(relu(conv(relu(h))))`` with geometry-following padding."""
+
+    def __init__(self, hidden: int, periodic: tuple[bool, bool]) -> None:
+        super().__init__()
+        self.conv1 = GridConv2d(hidden, hidden, periodic)
+        self.conv2 = GridConv2d(hidden, hidden, periodic)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.conv2(F.relu(self.conv1(F.relu(h))))
+
+
+class ResNet(nn.Module):
+    """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)``, a residual conv net.
+
+    Lift (3x3, ``C -> hidden``), ``blocks`` residual blocks, projection (3x3, ``hidden -> C``,
+    zero-initialised so that an untrained hybrid equals its prior). Padding follows the grid:
+    circular on periodic axes, zeros at walls. ``t`` is unused.
+
+    Args:
+        channels: number of state channels ``C``.
+        hidden: width of the hidden layers.
+        blocks: number of residual blocks.
+        grid: geometry giving the periodic axes and the ``active`` mask (inactive cells are
+            read as 0 and get a zero tendency); default fully periodic and unmasked.
+    """
+
+    def __init__(
+        self, channels: int, hidden: int = 16, blocks: int = 2, grid: Grid | None = None
+    ) -> None:
+        super().__init__()
+        for name, value in {"channels": channels, "hidden": hidden, "blocks": blocks}.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.periodic, active = geometry_of(grid)
+        # The mask is geometry from the constructor's grid, not a learned state: not checkpointed.
+        self.register_buffer("active", active, persistent=False)
+        self.scaler = ChannelScaler(channels, -3)
+        self.lift = GridConv2d(channels, hidden, self.periodic)
+        self.blocks = nn.Sequential(*(ResidualBlock(hidden, self.periodic) for _ in range(blocks)))
+        self.head = GridConv2d(hidden, channels, self.periodic)
+        zero_init(self.head)
+
+    def body(self, z: Tensor) -> Tensor:
+        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        return self.head(F.relu(self.blocks(self.lift(z))))
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        return apply_on_field(self.body, self.scaler, self.active, y)

@@ -1,0 +1,91 @@
+"""Small U-Net correction for larger fields ``[..., C, ny, nx]``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics.grid import Grid
+
+
+class ConvBlock(nn.Module):
+    """``relu(conv(relu(conv(x))))`` with geometry-following padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, periodic: tuple[bool, bool]) -> None:
+        super().__init__()
+        self.conv1 = GridConv2d(in_channels, out_channels, periodic)
+        self.conv2 = GridConv2d(out_channels, out_channels, periodic)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.conv2(F.relu(self.conv1(x))))
+
+
+class UNet(nn.Module):
+    """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)``, a U-Net.
+
+    Level ``l`` has ``hidden * 2**l`` channels. Down: conv block, then 2x2 average pooling.
+    Up: nearest upsampling (which, unlike bilinear, commutes with periodic shifts by multiples of
+    ``2**levels``), concatenation with the skip, conv block. The last 3x3 conv is zero-initialised,
+    so an untrained hybrid equals its prior. Padding follows the grid: circular on periodic axes,
+    zeros at walls. ``t`` is unused.
+
+    Args:
+        channels: number of state channels ``C``.
+        hidden: width of the finest level.
+        levels: number of poolings; ``ny`` and ``nx`` must be divisible by ``2**levels``.
+        grid: geometry giving the periodic axes and the ``active`` mask (inactive cells are
+            read as 0 and get a zero tendency); default fully periodic and unmasked.
+    """
+
+    def __init__(
+        self, channels: int, hidden: int = 32, levels: int = 2, grid: Grid | None = None
+    ) -> None:
+        super().__init__()
+        for name, value in {"channels": channels, "hidden": hidden, "levels": levels}.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.levels, self.shape = levels, None if grid is None else tuple(grid.shape)
+        if self.shape is not None:
+            self._check_shape(self.shape)
+        self.periodic, active = geometry_of(grid)
+        # The mask is geometry from the constructor's grid, not a learned state: not checkpointed.
+        self.register_buffer("active", active, persistent=False)
+        self.scaler = ChannelScaler(channels, -3)
+        widths = [hidden * 2**level for level in range(levels + 1)]
+        p, w_in = self.periodic, [channels] + widths[:-1]
+        self.down = nn.ModuleList(ConvBlock(a, b, p) for a, b in zip(w_in, widths, strict=True))
+        coarse, fine = widths[:0:-1], widths[-2::-1]  # up path, coarsest first
+        self.up = nn.ModuleList(ConvBlock(a + b, b, p) for a, b in zip(coarse, fine, strict=True))
+        self.head = GridConv2d(hidden, channels, p)
+        zero_init(self.head)
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        factor = 2**self.levels
+        if shape[0] % factor or shape[1] % factor:
+            raise ValueError(
+                f"UNet with levels={self.levels} needs ny and nx divisible by {factor}, "
+                f"got grid shape (ny, nx) = {tuple(shape)}"
+            )
+
+    def body(self, z: Tensor) -> Tensor:
+        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        skips = []
+        h = z
+        for level, block in enumerate(self.down):
+            if level > 0:
+                h = F.avg_pool2d(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2]
+            h = block(h)
+            skips.append(h)
+        for block, skip in zip(self.up, skips[-2::-1], strict=True):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")  # [N, w, 2 ny', 2 nx']
+            h = block(torch.cat((h, skip), dim=1))  # concat channels: [N, w + w_skip, ...]
+        return self.head(h)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        if self.shape is None:  # no grid to check in __init__: a check on two ints, every call
+            self._check_shape(y.shape[-2:])
+        return apply_on_field(self.body, self.scaler, self.active, y)

@@ -1,0 +1,106 @@
+"""HybridModule end to end: fit, reload, channel checks, non-finite losses."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from hybrid.data.datamodule import TrajectoryDataModule
+from hybrid.models import MLP, ResNet
+from hybrid.objectives import Aphynity, NaiveSum, PhysicsOnly
+from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
+from hybrid.physics.pendulum import DampedPendulum, FrictionlessPendulum
+from hybrid.train import HybridModule, NonFiniteLossError, masked_mean
+
+
+def _trainer(tmp_path, **kw) -> pl.Trainer:
+    defaults = dict(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    return pl.Trainer(**{**defaults, **kw})
+
+
+def test_untrained_hybrid_forecasts_like_its_prior(tiny_nc):
+    train, _ = tiny_nc("pendulum", n=3)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=10)
+    dm.setup()
+    t, y = dm.splits["train"][0]
+    prior = FrictionlessPendulum()
+    hybrid = HybridModule(prior, MLP(2))
+    alone = HybridModule(FrictionlessPendulum())
+    assert torch.equal(hybrid(y[None, 0], t), alone(y[None, 0], t))
+
+
+def test_fit_lowers_the_loss_and_logs_parameters(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=6)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=10, stride=5, batch_size=8)
+    model = HybridModule(
+        FrictionlessPendulum(omega0_sq=0.5),
+        MLP(2, hidden=32),
+        Aphynity(),
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
+    )
+    trainer = _trainer(tmp_path, max_epochs=8)
+    before = trainer.validate(model, dm, verbose=False)[0]["val/mse"]
+    trainer.fit(model, dm)
+    after = trainer.callback_metrics
+    assert float(after["val/mse"]) < 0.5 * before
+    assert "physics/omega0_sq" in after and "train/lambda" in after
+    assert float(model.objective.lambda_) > 1.0  # λ rose with the trajectory loss
+
+
+def test_checkpoint_reloads_to_identical_forecasts(tiny_nc, tmp_path):
+    train, _ = tiny_nc("advection_diffusion", n=3)
+    dm = TrajectoryDataModule(train, ["c"], window=5, stride=10, batch_size=4)
+    prior = AdvectionDiffusion(dm.grid, kappa=300.0, velocity=ConstantVelocity())
+    model = HybridModule(prior, ResNet(1, hidden=4, blocks=1, grid=dm.grid))
+    trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=1)
+    trainer.fit(model, dm)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    # Built in Python, the hparams hold the module objects themselves: a trusted pickle. (From the
+    # CLI they hold class_paths and the default weights_only load works: see test_cli.py.)
+    back = HybridModule.load_from_checkpoint(path, weights_only=False)
+    t, y = dm.splits["val"][0]
+    assert torch.equal(model.cpu()(y[None, 0], t), back(y[None, 0], t))
+    assert torch.equal(back.tendency_std, model.tendency_std)
+
+
+def test_objective_must_match_the_parts():
+    with pytest.raises(ValueError, match="objective 'physics' must not have a `correction`"):
+        HybridModule(DampedPendulum(), MLP(2), PhysicsOnly())
+    with pytest.raises(ValueError, match="objective 'sum' needs a `correction`"):
+        HybridModule(DampedPendulum(), None, NaiveSum())
+
+
+def test_channel_mismatch_is_a_clear_error(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=3)
+    dm = TrajectoryDataModule(train, ["theta"], window=5)
+    with pytest.raises(ValueError, match=r"model cannot take the data's state \[1\]"):
+        _trainer(tmp_path, fast_dev_run=True).fit(HybridModule(DampedPendulum()), dm)
+
+
+def test_nan_loss_stops_training_with_a_message(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=3)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=5)
+    model = HybridModule(
+        DampedPendulum(), MLP(2), optimizer=lambda p: torch.optim.SGD(p, lr=float("nan"))
+    )
+    with pytest.raises(NonFiniteLossError, match="training loss became nan at step 1"):
+        _trainer(tmp_path, max_epochs=3).fit(model, dm)
+
+
+def test_masked_mean_counts_active_cells_only():
+    x = torch.ones(2, 3, 1, 4, 4)
+    mask = torch.zeros(4, 4)
+    mask[:2] = 1
+    x[..., 2:, :] = 100.0  # inactive cells carry junk
+    assert masked_mean(x, mask) == 1.0
+    assert masked_mean(torch.arange(4.0), torch.ones(())) == 1.5
