@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -70,6 +71,7 @@ class HybridModule(pl.LightningModule):
         with warnings.catch_warnings():  # modules in hparams are on purpose: the CLI's class_paths
             warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
             self.save_hyperparameters()
+        _drop_links_not_accepted(self.hparams, physics=physics, correction=correction)
         self.objective = objective or default_objective(physics, correction)
         self.objective.check(physics, correction)
         self.field = HybridField(physics, correction)
@@ -110,9 +112,9 @@ class HybridModule(pl.LightningModule):
             return
         if dm.grid is not None:
             self.active = dm.grid.active.to(self.device)
+        check_channels(self.field, dm)
         if stage == "fit" and self.channel_weight.numel() == 0:
             self.set_statistics(**dm.statistics())
-        check_channels(self.field, dm)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         for name in ("channel_weight", "tendency_std"):  # shapes known only once data were seen
@@ -217,6 +219,17 @@ class HybridModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer([p for p in self.parameters() if p.requires_grad])
+
+
+def _drop_links_not_accepted(hparams: dict, **parts: nn.Module | None) -> None:
+    """The CLI links the data's grid into every prior and network; jsonargparse skips classes
+    without a ``grid`` argument, but Lightning still records the value in their hparams, which
+    would break ``load_from_checkpoint``. Drop it there."""
+    for name, module in parts.items():
+        spec = hparams.get(name)
+        init_args = spec.get("init_args", {}) if isinstance(spec, dict) else {}
+        if "grid" in init_args and "grid" not in inspect.signature(type(module)).parameters:
+            del init_args["grid"]
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -104,3 +104,65 @@ def test_masked_mean_counts_active_cells_only():
     x[..., 2:, :] = 100.0  # inactive cells carry junk
     assert masked_mean(x, mask) == 1.0
     assert masked_mean(torch.arange(4.0), torch.ones(())) == 1.5
+
+
+class _Kill(pl.Callback):
+    """Simulates a crash in the middle of an epoch."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("killed")
+
+
+def _resumable_fit(dm, tmp_path, ckpt_path=None, kill_at=None) -> HybridModule:
+    pl.seed_everything(0)
+    model = HybridModule(
+        FrictionlessPendulum(omega0_sq=0.5),
+        MLP(2, hidden=16),
+        Aphynity(tau_2=1.0, n_iter=2),
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
+    )
+    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
+    callbacks += [_Kill(kill_at)] if kill_at is not None else []
+    trainer = _trainer(tmp_path, max_epochs=3, callbacks=callbacks, enable_checkpointing=True)
+    trainer.fit(model, dm, ckpt_path=ckpt_path, weights_only=False)  # our own checkpoint
+    return model
+
+
+def test_killed_run_resumes_to_the_same_parameters(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=6)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=10, stride=5, batch_size=4)
+    whole = _resumable_fit(dm, tmp_path / "whole")
+    steps_per_epoch = len(dm.train_dataloader())
+    with pytest.raises(RuntimeError, match="killed"):
+        _resumable_fit(dm, tmp_path / "cut", kill_at=steps_per_epoch + 2)  # inside epoch 2
+    last = tmp_path / "cut" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0  # the end of epoch 1 is kept
+    resumed = _resumable_fit(dm, tmp_path / "cut", ckpt_path=last)
+    for (name, a), b in zip(whole.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name
+    assert float(whole.objective.lambda_) == pytest.approx(float(resumed.objective.lambda_))
+
+
+def test_nan_keeps_the_last_good_checkpoint(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=3)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=5, stride=5, batch_size=64)
+
+    class PoisonAfterFirstEpoch(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    next(pl_module.correction.parameters()).fill_(float("nan"))
+
+    model = HybridModule(DampedPendulum(), MLP(2))
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = _trainer(
+        tmp_path, max_epochs=3, enable_checkpointing=True, callbacks=[ckpt, PoisonAfterFirstEpoch()]
+    )
+    with pytest.raises(NonFiniteLossError, match="training loss became nan"):
+        trainer.fit(model, dm)
+    good = HybridModule.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=False)
+    assert all(torch.isfinite(p).all() for p in good.parameters())

@@ -125,16 +125,23 @@ class TrajectoryDataModule(pl.LightningDataModule):
 
     def statistics(self) -> dict[str, Tensor]:
         """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,
-        over the training windows' trajectories (active cells only)."""
+        over the training windows' trajectories (active cells and valid frames only)."""
         self.setup()
-        y = self.splits["train"].y  # [N, T, C, *grid]
+        train = self.splits["train"]
+        y = train.y  # [N, T, C, *grid]
         active = torch.ones(y.shape[3:]) if self.grid is None else self.grid.active.float().cpu()
+        frames = train.valid.to(y.dtype)  # [N, T]: gap frames are left out
+        pairs = frames[:, 1:] * frames[:, :-1]  # tendencies across a gap too
+        cells = [1] * (y.ndim - 2)
+        weight = frames.view(*frames.shape, *cells) * active  # [N, T, 1, *grid]
+        weight_dt = pairs.view(*pairs.shape, *cells) * active
         dims = [0, 1, *range(3, y.ndim)]
-        count = active.sum() * y.shape[0] * y.shape[1]
-        mean = (y * active).sum(dims) / count
-        std = (((y - mean.view(-1, *[1] * (y.ndim - 3))) ** 2 * active).sum(dims) / count).sqrt()
+        mean = (y * weight).sum(dims) / weight.sum()
+        std = (
+            ((y - mean.view(-1, *[1] * (y.ndim - 3))) ** 2 * weight).sum(dims) / weight.sum()
+        ).sqrt()
         dydt = (y[:, 1:] - y[:, :-1]) / self.dt
-        tendency = ((dydt**2 * active).sum(dims) / (count * (y.shape[1] - 1) / y.shape[1])).sqrt()
+        tendency = ((dydt**2 * weight_dt).sum(dims) / weight_dt.sum()).sqrt()
         return {
             "mean": mean,
             "std": std.clamp_min(1e-12),

@@ -33,6 +33,7 @@ class TrajectoryWindows(Dataset):
             raise ValueError(f"stride must be at least 1, got {stride}")
         self.y, self.t, self.window = y, torch.as_tensor(t), window
         ok = np.ones((n, length), bool) if valid is None else np.asarray(valid, bool)
+        self.valid = torch.from_numpy(ok)  # [N, T]
         bad = np.cumsum(~ok, axis=1)  # [N, T] invalid frames so far
         bad = np.concatenate([np.zeros((n, 1), int), bad], axis=1)
         starts = np.arange(0, length - window + 1, stride)
