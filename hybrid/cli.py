@@ -65,6 +65,16 @@ def lightning_main(argv: Sequence[str]) -> None:
                     "data.grid", f"model.{part}.init_args.grid", apply_on="instantiate"
                 )
 
+        def instantiate_classes(self) -> None:
+            # Lightning writes each linked grid into the model's hparams even where that part is
+            # None (a TypeError in `_set_dict_nested`): give it a slot; HybridModule drops it.
+            self._dump_config()
+            model = self.config_dump.get("model") or {}
+            for part in ("physics", "correction"):
+                if model.get(part) is None:
+                    model[part] = {"init_args": {}}
+            super().instantiate_classes()
+
     with torch.serialization.safe_globals([rebuild_grid]):  # --ckpt_path resumes
         HybridCLI(
             HybridModule,
@@ -75,7 +85,40 @@ def lightning_main(argv: Sequence[str]) -> None:
         )
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"simulate": simulate_main}
+def evaluate_main(argv: Sequence[str]) -> None:
+    """``hybrid evaluate --ckpt_path RUN.ckpt --output DIR``: metrics, forecasts and plots."""
+    from hybrid.evaluate import evaluate
+
+    p = argparse.ArgumentParser(prog="hybrid evaluate", description=evaluate_main.__doc__)
+    p.add_argument("--ckpt_path", required=True, help="checkpoint of a `hybrid fit` run")
+    p.add_argument("--output", "-o", type=Path, required=True, help="folder to write")
+    p.add_argument(
+        "--data.path",
+        dest="data_path",
+        default=None,
+        help="NetCDF to evaluate on (default: the run's test data)",
+    )
+    p.add_argument("--lead_steps", type=int, default=None, help="default: the run's eval window")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    args = p.parse_args(argv)
+    report = evaluate(
+        args.ckpt_path,
+        args.output,
+        data_path=args.data_path,
+        lead_steps=args.lead_steps,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+    )
+    print((args.output / "summary.md").read_text())
+    print(f"model beats (every lead after the first): {report['model_beats']}")
+    print(f"wrote {args.output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
+    "simulate": simulate_main,
+    "evaluate": evaluate_main,
+}
 LIGHTNING = ("fit", "validate", "test", "predict")
 
 

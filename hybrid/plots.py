@@ -47,3 +47,85 @@ def plot_dataset(ds: xr.Dataset, path: str | os.PathLike, *, sample: int = 0) ->
             ax.set_xticks([]), ax.set_yticks([])
         fig.colorbar(im, ax=row.tolist(), shrink=0.8, label=ds[name].attrs.get("units", ""))
     return _save(fig, path)
+
+
+def plot_error_by_lead(report: dict, path: str | os.PathLike) -> Path:
+    """RMSE against lead time, one line per method (model and baselines), one panel per variable."""
+    lead = np.array(report["lead_time_s"])
+    unit, scale = _time_unit(lead[-1])
+    names = list(report["variables"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for method, rmse in report["variables"][name]["rmse"].items():
+            ax.plot(
+                lead / scale,
+                rmse,
+                marker="o",
+                ms=3,
+                label=method,
+                lw=2.2 if method == "model" else 1.2,
+            )
+        ax.set(xlabel=f"lead time [{unit}]", ylabel=f"RMSE of {name}", title=name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_forecast_maps(
+    truth, pred, t, names: list[str], path: str | os.PathLike, *, sample: int = 0
+) -> Path:
+    """Truth, forecast and error of one forecast at three leads, per variable (fields only);
+    for ODE states, the forecast and true trajectories of a few starts."""
+    truth, pred, t = np.asarray(truth), np.asarray(pred), np.asarray(t)
+    unit, scale = _time_unit(t[-1])
+    if truth.ndim == 3:  # [N, L, C]: ODE states
+        fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.4), squeeze=False)
+        for c, (ax, name) in enumerate(zip(axes[0], names, strict=True)):
+            for n in range(min(4, truth.shape[0])):
+                (line,) = ax.plot(t / scale, truth[n, :, c], lw=1)
+                ax.plot(t / scale, pred[n, :, c], "--", color=line.get_color(), lw=1)
+            ax.set(xlabel=f"lead time [{unit}]", ylabel=name, title=f"{name}: truth — forecast --")
+        return _save(fig, path)
+    leads = sorted({1, len(t) // 2, len(t) - 1})
+    fig, axes = plt.subplots(
+        3 * len(names), len(leads), squeeze=False, figsize=(3.4 * len(leads), 9 * len(names))
+    )
+    for c, name in enumerate(names):
+        lo, hi = truth[sample, :, c].min(), truth[sample, :, c].max()
+        err = np.abs(pred[sample, :, c] - truth[sample, :, c]).max()
+        for j, k in enumerate(leads):
+            panels = (
+                ("truth", truth[sample, k, c], lo, hi, "viridis"),
+                ("forecast", pred[sample, k, c], lo, hi, "viridis"),
+                ("error", pred[sample, k, c] - truth[sample, k, c], -err, err, "RdBu_r"),
+            )
+            for i, (label, field, vmin, vmax, cmap) in enumerate(panels):
+                ax = axes[3 * c + i, j]
+                im = ax.imshow(field, origin="lower", vmin=vmin, vmax=vmax, cmap=cmap)
+                ax.set_title(f"{name} {label}, lead {t[k] / scale:.3g} {unit}", fontsize=8)
+                ax.set_xticks([]), ax.set_yticks([])
+                fig.colorbar(im, ax=ax, shrink=0.7)
+    return _save(fig, path)
+
+
+def plot_parameters(report: dict, path: str | os.PathLike) -> Path:
+    """Learned physical parameters relative to the true ones (or their values if unknown)."""
+    names = list(report["parameters"])
+    true = report.get("true_parameters", {})
+    ratio = [report["parameters"][k] / true[k] if true.get(k) else np.nan for k in names]
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 3.2))
+    ax.bar(names, ratio, color="tab:blue")
+    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.set(ylabel="learned / true", title="physical parameters")
+    for i, k in enumerate(names):
+        ax.annotate(f"{report['parameters'][k]:.4g}", (i, 0), ha="center", va="bottom", fontsize=8)
+    return _save(fig, path)
+
+
+def _time_unit(seconds: float) -> tuple[str, float]:
+    """A readable unit for a time span: s, h or days."""
+    if seconds >= 3 * 86400:
+        return "days", 86400.0
+    if seconds >= 3 * 3600:
+        return "h", 3600.0
+    return "s", 1.0

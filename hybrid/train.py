@@ -226,6 +226,9 @@ def _drop_links_not_accepted(hparams: dict, **parts: nn.Module | None) -> None:
     without a ``grid`` argument, but Lightning still records the value in their hparams, which
     would break ``load_from_checkpoint``. Drop it there."""
     for name, module in parts.items():
+        if module is None:  # the CLI's empty slot for the link (hybrid/cli.py)
+            hparams[name] = None
+            continue
         spec = hparams.get(name)
         init_args = spec.get("init_args", {}) if isinstance(spec, dict) else {}
         if "grid" in init_args and "grid" not in inspect.signature(type(module)).parameters:

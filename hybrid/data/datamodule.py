@@ -16,7 +16,7 @@ from hybrid.data.windows import TrajectoryWindows
 from hybrid.physics.grid import Grid
 
 
-def _load(ds: xr.Dataset, variables: list[str]) -> tuple[Tensor, Tensor]:
+def load_trajectories(ds: xr.Dataset, variables: list[str]) -> tuple[Tensor, Tensor]:
     """``y``: ``[N, T, C, *grid]`` with missing values set to 0, and ``valid``: ``[N, T]``,
     False on frames with a missing value on a cell that is not always missing (a gap)."""
     arrays = [
@@ -70,6 +70,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()  # recorded in checkpoints: `hybrid evaluate` re-reads the data
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
             raise ValueError(f"fractions must be in [0, 1), got {val_fraction}, {test_fraction}")
         self.path, self.variables = Path(path), list(variables)
@@ -106,7 +107,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        y, valid = _load(self.dataset, self.variables)
+        y, valid = load_trajectories(self.dataset, self.variables)
         t = torch.as_tensor(time_in_seconds(self.dataset["time"]))
         for name, (rows, frames) in self._split_indices(*y.shape[:2]).items():
             w = self.window if name == "train" else self.eval_window
@@ -117,10 +118,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
                 )
         if self.test_path:
             ds = open_trajectories(self.test_path, self.variables)
-            yt, vt = _load(ds, self.variables)
+            yt, vt = load_trajectories(ds, self.variables)
             tt = torch.as_tensor(time_in_seconds(ds["time"]))
             self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
-        if "train" not in self.splits:
+        if "train" not in self.splits or len(self.splits["train"]) == 0:
             raise ValueError(f"{self.path}: no training window of {self.window} frames remains")
 
     def statistics(self) -> dict[str, Tensor]:

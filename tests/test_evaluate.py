@@ -1,0 +1,159 @@
+"""`hybrid evaluate`: metrics.json schema, CF forecast file, plots, safety of outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hybrid.cli import main
+from hybrid.data.io import write_netcdf
+from hybrid.data.protocols import build
+from hybrid.data.simulate import simulate_dataset
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A checkpoint of a few steps on tiny advection-diffusion data, and its test file."""
+    tmp = tmp_path_factory.mktemp("evaluate")
+    spec = build("advection_diffusion")
+    spec.n_times = {"train": 12, "test": 12}
+    paths = {}
+    for split, n in (("train", 4), ("test", 3)):
+        ds = simulate_dataset(spec, split, n_samples=n, progress=False)
+        paths[split] = str(write_netcdf(ds, tmp / f"{split}.nc"))
+    main(
+        [
+            "fit",
+            "--config",
+            "configs/quickstart.yaml",
+            "--data.path",
+            paths["train"],
+            "--data.test_path",
+            paths["test"],
+            "--data.window",
+            "4",
+            "--data.eval_window",
+            "6",
+            "--data.stride",
+            "4",
+            "--trainer.max_steps",
+            "3",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp),
+        ]
+    )
+    return {"ckpt": str(next(tmp.rglob("last.ckpt"))), "tmp": tmp, **paths}
+
+
+def test_outputs_and_metrics_schema(run):
+    out = run["tmp"] / "eval"
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    report = json.loads((out / "metrics.json").read_text())
+    assert len(report["lead_time_s"]) == 6 and report["lead_time_s"][1] == 3 * 3600.0
+    assert set(report["rmse"]) == {"model", "persistence", "physics"}
+    assert all(len(v) == 6 for v in report["rmse"].values())
+    assert report["rmse"]["persistence"][0] == 0.0 and report["rmse"]["model"][0] == 0.0
+    assert set(report["parameters"]) == {"kappa", "velocity.u", "velocity.v"}
+    assert set(report["parameter_error"]) == {"kappa", "velocity.u", "velocity.v"}
+    truth = report["true_parameters"]["kappa"]
+    err = abs(report["parameters"]["kappa"] - truth) / truth
+    assert report["parameter_error"]["kappa"] == pytest.approx(err)
+    assert report["n_forecasts"] == 3 * (12 - 6 + 1)
+    assert report["correction_norm"] >= 0 and "correction_ratio" in report
+    for name in (
+        "metrics.nc",
+        "forecast.nc",
+        "summary.md",
+        "error_by_lead.png",
+        "forecast_maps.png",
+        "parameters.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    assert "RMSE @" in (out / "summary.md").read_text()
+
+
+def test_forecast_file_is_cf_and_starts_at_the_initial_states(run):
+    out = run["tmp"] / "eval_cf"
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    fc = xr.open_dataset(out / "forecast.nc")
+    truth = xr.open_dataset(run["test"])
+    assert fc.attrs["Conventions"] == "CF-1.8"
+    assert fc.c.dims == ("time", "prediction_timedelta", "y", "x")
+    assert fc.c.attrs["units"] == truth.c.attrs["units"]
+    assert fc.prediction_timedelta.values[1] == np.timedelta64(3, "h")
+    first = fc.isel(time=0)  # sample 0 from its first frame
+    np.testing.assert_allclose(
+        first.c.isel(prediction_timedelta=0),
+        truth.c.isel(sample=int(first.sample), time=0),
+        rtol=1e-6,
+    )
+    assert fc.time.values[1] == truth.time.values[1]  # the second start, one step later
+
+
+def test_existing_output_is_kept_unless_asked(run, capsys):
+    out = run["tmp"] / "eval_keep"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    assert (out / "precious.txt").read_text() == "keep"
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out), "--overwrite"])
+    assert (out / "metrics.json").exists() and not (out / "precious.txt").exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".eval_keep")]
+
+
+def test_other_variables_or_grid_exit_with_a_message(run, tmp_path):
+    other = build("shallow_water")
+    other.n_times = {"train": 8, "test": 8}
+    path = write_netcdf(
+        simulate_dataset(other, "test", n_samples=1, progress=False), tmp_path / "sw.nc"
+    )
+    with pytest.raises(SystemExit, match=r"variables \['c'\] not found; present"):
+        main(
+            [
+                "evaluate",
+                "--ckpt_path",
+                run["ckpt"],
+                "--output",
+                str(tmp_path / "o"),
+                "--data.path",
+                str(path),
+            ]
+        )
+    big = build("advection_diffusion")
+    big.n_times = {"train": 8, "test": 8}
+    ds = simulate_dataset(big, "test", n_samples=1, progress=False).isel(x=slice(0, 16))
+    small = write_netcdf(ds, tmp_path / "small.nc")
+    with pytest.raises(SystemExit, match=r"trained on a \(32, 32\) grid; the data has \(32, 16\)"):
+        main(
+            [
+                "evaluate",
+                "--ckpt_path",
+                run["ckpt"],
+                "--output",
+                str(tmp_path / "o"),
+                "--data.path",
+                str(small),
+            ]
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="nope.ckpt: no such checkpoint"):
+        main(
+            [
+                "evaluate",
+                "--ckpt_path",
+                str(tmp_path / "nope.ckpt"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
