@@ -115,8 +115,21 @@ def evaluate_main(argv: Sequence[str]) -> None:
     print(f"wrote {args.output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
 
 
+def sample_main(argv: Sequence[str]) -> None:
+    """``hybrid sample ostia --output FILE.nc``: copy a real climate file shipped on PyPI."""
+    from hybrid.data.samples import SAMPLES, copy_sample
+
+    p = argparse.ArgumentParser(prog="hybrid sample", description=sample_main.__doc__)
+    p.add_argument("name", choices=sorted(SAMPLES))
+    p.add_argument("--output", "-o", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    print(f"wrote {copy_sample(args.name, args.output, overwrite=args.overwrite)}")
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "simulate": simulate_main,
+    "sample": sample_main,
     "evaluate": evaluate_main,
 }
 LIGHTNING = ("fit", "validate", "test", "predict")

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from hybrid import metrics
 from hybrid.data.datamodule import TrajectoryDataModule, load_trajectories
-from hybrid.data.io import grid_from_dataset, open_trajectories, spatial_dims, time_in_seconds
+from hybrid.data.io import grid_from_dataset, open_trajectories, spatial_dims, time_axis
+from hybrid.data.trajectories import season_of
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.dynamics import HybridField, rollout
 from hybrid.physics.parameters import physical_parameters
@@ -43,9 +44,10 @@ class Forecasts:
 
 def test_windows(
     model_data: dict, data_path: str | None, lead_steps: int | None
-) -> tuple[TrajectoryWindows, xr.Dataset]:
+) -> tuple[TrajectoryWindows, xr.Dataset, xr.DataArray]:
     """The evaluation windows: all of ``data_path`` (or of the run's ``test_path``), else the
-    run's own test split; ``lead_steps + 1`` frames each (default: the run's eval window)."""
+    run's own test split; ``lead_steps + 1`` frames each (default: the run's eval window).
+    Also the dataset and the dates of the windows' frame axis."""
     variables = model_data["variables"]
     window = (
         (lead_steps + 1) if lead_steps else (model_data.get("eval_window") or model_data["window"])
@@ -54,14 +56,21 @@ def test_windows(
     if path:
         ds = open_trajectories(path, variables)
         y, valid = load_trajectories(ds, variables)
-        return TrajectoryWindows(
-            y, torch.as_tensor(time_in_seconds(ds["time"])), window, 1, valid
-        ), ds
+        t = torch.as_tensor(time_axis(ds["time"]))
+        return TrajectoryWindows(y, t, window, 1, valid), ds, ds["time"]
     dm = TrajectoryDataModule(**{**model_data, "eval_window": window})
     dm.setup()
     if "test" not in dm.splits:
         raise ValueError("the run has no test split: pass --data.path FILE to evaluate on")
-    return dm.splits["test"], dm.dataset
+    return dm.splits["test"], dm.dataset, dm.split_times["test"]
+
+
+def climatology_forecast(state: dict, times: xr.DataArray, windows: TrajectoryWindows) -> Tensor:
+    """The training climatology at each window's target dates, ``[N, L, C, *grid]``."""
+    mean = state["mean"]  # [P, C, *grid]
+    period = torch.from_numpy(season_of(times, state["kind"]))  # [T]
+    frames = torch.tensor([s for _, s in windows.index])[:, None] + torch.arange(windows.window)
+    return mean[period[frames]].nan_to_num(0.0)
 
 
 def check_compatible(model: HybridModule, ds: xr.Dataset, variables: list[str]) -> None:
@@ -100,10 +109,14 @@ def forecast(model: HybridModule, windows: TrajectoryWindows, batch_size: int = 
     return Forecasts(truth, stacked, t[0].double(), list(windows.index))
 
 
-def score(f: Forecasts, weights: Tensor | None, names: list[str]) -> dict:
-    """Per-lead metrics of every method: overall RMSE over variables and per-variable tables."""
+def score(
+    f: Forecasts, weights: Tensor | None, names: list[str], clim: Tensor | None = None
+) -> dict:
+    """Per-lead metrics of every method: overall RMSE over variables, per-variable tables, and
+    the anomaly correlation against the climatology ``clim`` when there is one."""
     per_variable: dict[str, dict] = {v: {} for v in names}
     overall: dict[str, list[float]] = {}
+    acc: dict[str, list[float]] = {}
     for method, pred in f.methods.items():
         mse = metrics.mse(pred, f.truth, weights)  # [L, C]
         overall[method] = mse.mean(1).sqrt().tolist()
@@ -113,10 +126,13 @@ def score(f: Forecasts, weights: Tensor | None, names: list[str]) -> dict:
             "bias": metrics.bias(pred, f.truth, weights),
             "nrmse": metrics.nrmse(pred, f.truth, weights),
         }
+        if clim is not None and method != "climatology":
+            table["acc"] = metrics.acc(pred, f.truth, clim, weights)
+            acc[method] = table["acc"].mean(1).tolist()
         for c, v in enumerate(names):
             for key, value in table.items():
                 per_variable[v].setdefault(key, {})[method] = value[:, c].tolist()
-    return {"rmse": overall, "variables": per_variable}
+    return {"rmse": overall, **({"acc": acc} if acc else {}), "variables": per_variable}
 
 
 def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
@@ -157,12 +173,13 @@ def beats(rmse: dict[str, list[float]]) -> dict[str, bool]:
     }
 
 
-def forecast_dataset(f: Forecasts, ds: xr.Dataset, names: list[str]) -> xr.Dataset:
+def forecast_dataset(
+    f: Forecasts, ds: xr.Dataset, times: xr.DataArray, names: list[str]
+) -> xr.Dataset:
     """The model's forecasts as CF-1.8 NetCDF: ``(time, prediction_timedelta, *spatial)``."""
     spatial = spatial_dims(ds[names[0]])
     pred = f.methods["model"].numpy()
-    seconds = time_in_seconds(ds["time"])
-    init = ds["time"].values[[s for _, s in f.starts]]
+    init = times.values[[s for _, s in f.starts]]
     lead = (f.t.numpy() * 1e9).astype("timedelta64[ns]")
     coords = {
         "time": ("time", init, {"standard_name": "forecast_reference_time"}),
@@ -181,7 +198,6 @@ def forecast_dataset(f: Forecasts, ds: xr.Dataset, names: list[str]) -> xr.Datas
         "Conventions": "CF-1.8",
         "title": "hybrid forecasts",
         "source": "hybrid evaluate",
-        "start_offset_s": float(seconds[0]),
     }
     for v in ("time", "prediction_timedelta"):
         out[v].encoding["dtype"] = "float64"
@@ -189,19 +205,16 @@ def forecast_dataset(f: Forecasts, ds: xr.Dataset, names: list[str]) -> xr.Datas
 
 
 def metrics_dataset(report: dict) -> xr.Dataset:
-    """``metrics.json``'s per-lead tables as NetCDF: ``<metric>(method, lead_time, variable)``."""
-    lead = np.array(report["lead_time_s"])
-    names = list(report["variables"])
-    methods = list(report["rmse"])
+    """``metrics.json``'s per-variable tables as NetCDF: ``<metric>(method, variable, lead_time)``,
+    NaN where a method has no such score (the climatology's own ACC)."""
+    names, methods = list(report["variables"]), list(report["rmse"])
+    nan = [np.nan] * len(report["lead_time_s"])
     data = {}
-    for key in ("rmse", "mae", "bias", "nrmse"):
-        arr = np.array([[report["variables"][v][key][m] for v in names] for m in methods])
-        data[key] = (("method", "variable", "lead_time"), arr)
-    return xr.Dataset(
-        data,
-        coords={"method": methods, "variable": names, "lead_time": lead},
-        attrs={"lead_time_units": "s"},
-    )
+    for key in report["variables"][names[0]]:
+        table = [[report["variables"][v][key].get(m, nan) for v in names] for m in methods]
+        data[key] = (("method", "variable", "lead_time"), np.array(table))
+    coords = {"method": methods, "variable": names, "lead_time": report["lead_time_s"]}
+    return xr.Dataset(data, coords=coords, attrs={"lead_time_units": "s"})
 
 
 def write_outputs(out: Path, report: dict, fc: xr.Dataset, f: Forecasts, overwrite: bool) -> Path:
@@ -272,21 +285,25 @@ def evaluate(
         raise ValueError(f"{ckpt_path}: no such checkpoint")
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model_data = checkpoint.get("datamodule_hyper_parameters")
+    clim_state = checkpoint.get(TrajectoryDataModule.__qualname__) or {}
     if not model_data:
         raise ValueError(f"{ckpt_path}: no data settings in the checkpoint (not a hybrid fit run)")
     model = HybridModule.load_from_checkpoint(ckpt_path, map_location="cpu")
-    windows, ds = test_windows(model_data, data_path, lead_steps)
+    windows, ds, times = test_windows(model_data, data_path, lead_steps)
     names = list(model_data["variables"])
     check_compatible(model, ds, names)
     f = forecast(model, windows, batch_size)
+    clim = climatology_forecast(clim_state, times, windows) if clim_state else None
+    if clim is not None:
+        f.methods["climatology"] = clim
     weights = metrics.cell_weights(grid_from_dataset(ds, names[0]))
     report = {
         "lead_time_s": f.t.tolist(),
-        **score(f, weights, names),
+        **score(f, weights, names, clim),
         **parameters_report(model, ds.attrs),
         **correction_size(model, f.truth),
         "n_forecasts": len(f.starts),
     }
     report["model_beats"] = beats(report["rmse"])
-    write_outputs(Path(output), report, forecast_dataset(f, ds, names), f, overwrite)
+    write_outputs(Path(output), report, forecast_dataset(f, ds, times, names), f, overwrite)
     return report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import lightning.pytorch as pl
 import numpy as np
@@ -11,26 +11,32 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hybrid.data.io import grid_from_dataset, open_trajectories, time_in_seconds
+from hybrid.data.io import grid_from_dataset, open_trajectories, time_axis
+from hybrid.data.trajectories import (
+    LazyTrajectories,
+    climatology,
+    missing_masks,
+    moments,
+    seasonal_index,
+)
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.physics.grid import Grid
 
+log = logging.getLogger(__name__)
 
-def load_trajectories(ds: xr.Dataset, variables: list[str]) -> tuple[Tensor, Tensor]:
-    """``y``: ``[N, T, C, *grid]`` with missing values set to 0, and ``valid``: ``[N, T]``,
+
+def load_trajectories(ds: xr.Dataset, variables: list[str]) -> tuple[LazyTrajectories, Tensor]:
+    """Lazy trajectories ``[N, T, C, *grid]`` (missing values read as 0) and ``valid``: ``[N, T]``,
     False on frames with a missing value on a cell that is not always missing (a gap)."""
-    arrays = [
-        ds[v].transpose("sample", "time", ...)
-        if "sample" in ds[v].dims
-        else ds[v].expand_dims("sample")
-        for v in variables
-    ]
-    y = np.stack([np.asarray(a.values, dtype=np.float32) for a in arrays], axis=2)
-    finite = np.isfinite(y)
-    always_missing = ~finite.any(axis=(0, 1))  # [C, *grid]: land
-    gaps = ~(finite | always_missing)
-    valid = ~gaps.reshape(*gaps.shape[:2], -1).any(-1)
-    return torch.from_numpy(np.nan_to_num(y, nan=0.0)), torch.from_numpy(valid)
+    y = LazyTrajectories(ds, variables)
+    _, valid = missing_masks(y)
+    return y, torch.from_numpy(valid)
+
+
+def _in_memory(ds: xr.Dataset, variables: list[str], limit_bytes: float) -> xr.Dataset:
+    """Load small selections into memory (fast windows); leave large archives lazy."""
+    size = sum(ds[v].size * ds[v].dtype.itemsize for v in variables)
+    return ds[variables].load() if size <= limit_bytes else ds
 
 
 class TrajectoryDataModule(pl.LightningDataModule):
@@ -39,10 +45,13 @@ class TrajectoryDataModule(pl.LightningDataModule):
     A file with a ``sample`` dim of at least two independent trajectories (simulated sets) is split
     by trajectory; a single record (climate series) is split by time into consecutive blocks.
     The test split is ``test_path`` when given. Statistics (per-channel mean and std of the state,
-    std of its tendency) come from the training split only.
+    std of its tendency) and, for records of two years or more, a month- or day-of-year
+    climatology come from the training split only and are saved with checkpoints.
+    Files are read lazily: a selection larger than ``max_memory_mb`` stays on disk and each window
+    reads only its frames, so no process (no DDP rank) holds the whole archive.
 
     Args:
-        path: training NetCDF file.
+        path: training NetCDF file, a list of files or a glob, concatenated along time.
         variables: state variables, one channel each, in the prior's order.
         window: frames per training window (the first is the initial condition).
         eval_window: frames per validation/test window (default ``window``).
@@ -53,6 +62,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
         test_path: NetCDF file of test trajectories.
         seed: shuffling and split seed.
         num_workers: DataLoader workers.
+        region: cells to keep, e.g. ``{"lat": [-10, 10], "lon": [120, 280]}``.
+        time_range: ``[start, end]`` dates to keep.
+        gap: frames left out between consecutive time splits of a single record.
+        max_memory_mb: selections up to this size are loaded into memory.
     """
 
     def __init__(
@@ -68,21 +81,35 @@ class TrajectoryDataModule(pl.LightningDataModule):
         test_path: str | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        region: dict[str, list[float]] | None = None,
+        time_range: list[str] | None = None,
+        gap: int = 0,
+        max_memory_mb: float = 1024.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # recorded in checkpoints: `hybrid evaluate` re-reads the data
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
             raise ValueError(f"fractions must be in [0, 1), got {val_fraction}, {test_fraction}")
-        self.path, self.variables = Path(path), list(variables)
+        if gap < 0:
+            raise ValueError(f"gap must be non-negative, got {gap}")
+        self.path, self.variables = path, list(variables)
         self.window, self.eval_window = window, eval_window or window
         self.stride, self.batch_size, self.seed = stride, batch_size, seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.test_path, self.num_workers = test_path, num_workers
-        self.dataset = open_trajectories(self.path, self.variables)
+        self.region, self.time_range, self.gap = region, time_range, gap
+        self.max_bytes = max_memory_mb * 2**20
+        self.dataset = self._open(path)
         self.grid: Grid | None = grid_from_dataset(self.dataset, self.variables[0])
         self.channels = len(self.variables)
-        self.dt = float(np.diff(time_in_seconds(self.dataset["time"]))[0])
+        self.dt = float(np.diff(time_axis(self.dataset["time"]))[0])
         self.splits: dict[str, TrajectoryWindows] = {}
+        self.split_times: dict[str, xr.DataArray] = {}  # the dates of each split's frames
+        self.climatology: dict[str, object] = {}
+
+    def _open(self, path: str | list[str]) -> xr.Dataset:
+        ds = open_trajectories(path, self.variables, region=self.region, time_range=self.time_range)
+        return _in_memory(ds, self.variables, self.max_bytes)
 
     def _split_indices(self, n: int, length: int) -> dict[str, tuple[slice | np.ndarray, slice]]:
         """Per split, (trajectories, frames) of the training file."""
@@ -98,56 +125,74 @@ class TrajectoryDataModule(pl.LightningDataModule):
             }
         a = round(length * (1 - self.val_fraction - test))
         b = round(length * (1 - test))
+        g = self.gap
         return {
             "train": (slice(None), slice(0, a)),
-            "val": (slice(None), slice(a, b)),
-            "test": (slice(None), slice(b, length)),
+            "val": (slice(None), slice(a + g, b)),
+            "test": (slice(None), slice(b + g, length)),
         }
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         y, valid = load_trajectories(self.dataset, self.variables)
-        t = torch.as_tensor(time_in_seconds(self.dataset["time"]))
+        t = torch.as_tensor(time_axis(self.dataset["time"]))
         for name, (rows, frames) in self._split_indices(*y.shape[:2]).items():
             w = self.window if name == "train" else self.eval_window
-            yy, vv, tt = y[rows][:, frames], valid[rows][:, frames], t[frames]
+            yy, vv, tt = y.isel(rows, frames), valid[rows][:, frames], t[frames]
             if yy.shape[0] and yy.shape[1] >= w:
-                self.splits[name] = TrajectoryWindows(
-                    yy, tt, w, self.stride if name == "train" else 1, vv
-                )
+                stride = self.stride if name == "train" else 1
+                self.splits[name] = TrajectoryWindows(yy, tt, w, stride, vv)
+                self.split_times[name] = self.dataset["time"][frames]
         if self.test_path:
-            ds = open_trajectories(self.test_path, self.variables)
+            ds = self._open(self.test_path)
             yt, vt = load_trajectories(ds, self.variables)
-            tt = torch.as_tensor(time_in_seconds(ds["time"]))
+            tt = torch.as_tensor(time_axis(ds["time"]))
             self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
+            self.split_times["test"] = ds["time"]
         if "train" not in self.splits or len(self.splits["train"]) == 0:
             raise ValueError(f"{self.path}: no training window of {self.window} frames remains")
+        dropped = {k: w.n_dropped for k, w in self.splits.items() if w.n_dropped}
+        if dropped:
+            log.info(
+                "windows left out because they touch a gap (missing frame or value): %s", dropped
+            )
+        self._fit_climatology(self._split_indices(*y.shape[:2])["train"][1])
+
+    def _fit_climatology(self, frames: slice) -> None:
+        """Month- or day-of-year mean of the training period, when it spans two years."""
+        season = seasonal_index(self.dataset["time"].isel(time=frames))
+        if season is None:
+            return
+        kind, period = season
+        train = self.splits["train"]
+        n_periods = 12 if kind == "month" else 366
+        clim = climatology(train.y, train.valid.numpy(), period, n_periods)
+        self.climatology = {"kind": kind, "mean": torch.from_numpy(clim).float()}
 
     def statistics(self) -> dict[str, Tensor]:
         """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,
-        over the training windows' trajectories (active cells and valid frames only)."""
+        over the training split (active cells and valid frames only), streamed block by block."""
         self.setup()
         train = self.splits["train"]
-        y = train.y  # [N, T, C, *grid]
-        active = torch.ones(y.shape[3:]) if self.grid is None else self.grid.active.float().cpu()
-        frames = train.valid.to(y.dtype)  # [N, T]: gap frames are left out
-        pairs = frames[:, 1:] * frames[:, :-1]  # tendencies across a gap too
-        cells = [1] * (y.ndim - 2)
-        weight = frames.view(*frames.shape, *cells) * active  # [N, T, 1, *grid]
-        weight_dt = pairs.view(*pairs.shape, *cells) * active
-        dims = [0, 1, *range(3, y.ndim)]
-        mean = (y * weight).sum(dims) / weight.sum()
-        std = (
-            ((y - mean.view(-1, *[1] * (y.ndim - 3))) ** 2 * weight).sum(dims) / weight.sum()
-        ).sqrt()
-        dydt = (y[:, 1:] - y[:, :-1]) / self.dt
-        tendency = ((dydt**2 * weight_dt).sum(dims) / weight_dt.sum()).sqrt()
+        active = (
+            np.ones(train.y.shape[3:], bool)
+            if self.grid is None
+            else (self.grid.active.cpu().numpy() > 0.5)
+        )
+        m = moments(train.y, train.valid.numpy(), active, self.dt)
+        floor = 1e-12  # a constant channel must not divide by zero
         return {
-            "mean": mean,
-            "std": std.clamp_min(1e-12),
-            "tendency_std": tendency.clamp_min(1e-12),
+            k: torch.from_numpy(v).float().clamp_min(floor if k != "mean" else -np.inf)
+            for k, v in m.items()
         }
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the training climatology, reused by ``hybrid evaluate``."""
+        return dict(self.climatology)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.climatology = dict(state)
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]

@@ -7,8 +7,10 @@ File convention: one variable per state component, dims ``(sample, time[, y, x |
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -127,19 +129,16 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = F
 
 
 def time_in_seconds(time: xr.DataArray) -> np.ndarray:
-    """Seconds since the first time, from a CF-decoded (datetime/cftime) or numeric ``time``."""
+    """Seconds since the first time, from a CF-decoded (datetime64/cftime) or numeric ``time``."""
     values = time.values
+    if values.size == 0:
+        return np.zeros(0)
     if np.issubdtype(values.dtype, np.number):
         return (values - values[0]).astype(np.float64)
-    return np.array(
-        [
-            (v - values[0]) / np.timedelta64(1, "s")
-            if isinstance(v, np.datetime64)
-            else (v - values[0]).total_seconds()
-            for v in values
-        ],
-        dtype=np.float64,
-    )
+    if np.issubdtype(values.dtype, np.datetime64):
+        return ((values - values[0]) / np.timedelta64(1, "s")).astype(np.float64)
+    # cftime objects (noleap, 360_day, ...): differences are datetime.timedelta
+    return np.array([(v - values[0]).total_seconds() for v in values], dtype=np.float64)
 
 
 def to_tensor(ds: xr.Dataset, variables: Sequence[str]) -> Tensor:
@@ -150,45 +149,252 @@ def to_tensor(ds: xr.Dataset, variables: Sequence[str]) -> Tensor:
     return torch.from_numpy(np.stack([ds[v].values for v in variables], axis=2).astype(np.float32))
 
 
+# --- reading: CF NetCDF as users have it ----------------------------------------------------------
+
 LAT_NAMES, LON_NAMES = ("lat", "latitude"), ("lon", "longitude")
+LAT_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
+LON_UNITS = ("degrees_east", "degree_east", "degrees_e", "degree_e")
+ORDER = ("sample", "time", "lat", "lon", "y", "x")  # canonical dim names, in axis order
+SPATIAL = ORDER[2:]
+MONTH_STEPS_S = (28 * 86400.0, 31.5 * 86400.0)  # calendar months count as evenly spaced
 
 
-def open_trajectories(path: str | os.PathLike, variables: Sequence[str]) -> xr.Dataset:
-    """Open a NetCDF file lazily and check it against the file convention.
+def open_trajectories(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    variables: Sequence[str],
+    *,
+    region: Mapping[str, Sequence[float]] | None = None,
+    time_range: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """Open NetCDF lazily (dask), check it against the file convention, give canonical dims.
+
+    Dims are recognised by their CF attributes (``standard_name``, ``units``, ``axis``) or by
+    name, and renamed ``time``, ``lat``/``lon`` (degrees) or ``y``/``x`` (m; km converted);
+    the variables come out as ``([sample,] time[, lat, lon | y, x])``. Latitude keeps its order;
+    longitude is ordered eastward (contiguous across the dateline). Singleton extra dims
+    (``height``, ``level``, ...) are squeezed with a warning. Times may use any CF calendar;
+    calendar-monthly steps (28 to 31.5 days) count as evenly spaced.
+
+    Args:
+        path: one file, a list of files, or a glob (``"data/*.nc"``); several files are
+            concatenated along time in order of their first time.
+        variables: the state variables to keep.
+        region: cells to keep, ``{"lat": (south, north), "lon": (west, east)}`` in degrees
+            (``lon=(170, -170)`` goes east across 180°) or ``{"y": ..., "x": ...}`` in metres.
+        time_range: ``(start, end)`` ISO dates, both included.
 
     Raises:
-        ValueError: naming the file and what is wrong: missing file, not NetCDF, missing
-            variables (listing those present), no ``time`` dim, time not strictly increasing or
-            not evenly spaced, or variables with different dims.
+        ValueError: naming the file and what is wrong: missing file or no glob match, not
+            NetCDF (or truncated), missing variables (listing those present), no ``time`` dim,
+            time not strictly increasing, duplicate or unevenly spaced, an extra dim of more than
+            one level, a variable all missing, or a ``region``/``time_range`` selecting nothing.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    try:
-        ds = xr.open_dataset(path, chunks={})
+    parts = sorted(
+        ((p, _open_file(p, variables)) for p in _resolve_paths(path)),
+        key=lambda part: part[1]["time"].values[0],
+    )
+    ds = _concat(parts)
+    _check_time(ds["time"], np.concatenate([[str(p)] * d.sizes["time"] for p, d in parts]))
+    label = str(parts[0][0]) + (f" (+{len(parts) - 1} files)" if len(parts) > 1 else "")
+    ds = _squeeze_extra_dims(ds, variables, label)
+    ds = _select_times(_select_region(ds, region or {}, label), time_range, label)
+    ds = _order_eastward(ds)
+    _check_not_all_missing(ds, variables, label)
+    return ds.transpose(*[d for d in ORDER if d in ds.dims], ...)
+
+
+def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    if isinstance(path, str) and glob.has_magic(path):
+        found = sorted(glob.glob(os.path.expanduser(path)))
+        if not found:
+            raise ValueError(f"{path}: no files match")
+        paths = [Path(p) for p in found]
+    elif isinstance(path, str | os.PathLike):
+        paths = [Path(path)]
+    else:
+        paths = [Path(p) for p in path]
+    if not paths:
+        raise ValueError("no files given (an empty list)")
+    for p in paths:
+        if not p.exists():
+            raise ValueError(f"{p}: no such file")
+    return paths
+
+
+def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
+    """One file, lazily: ``variables`` only, dims renamed to canonical names, checked."""
+    try:  # decode_timedelta=False: a state in seconds stays a number
+        ds = xr.open_dataset(path, chunks={}, decode_timedelta=False)
     except Exception as err:  # xarray raises many types for a bad file; name it once
         raise ValueError(f"{path}: cannot be read as NetCDF ({type(err).__name__}: {err})") from err
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"{path}: variables {missing} not found; present: {list(ds.data_vars)}")
+    ds = _canonical_dims(ds[list(variables)], path)
     dims = {ds[v].dims for v in variables}
     if len(dims) != 1:
         raise ValueError(f"{path}: variables {list(variables)} have different dims {dims}")
-    if "time" not in ds.dims or "time" not in next(iter(dims)):
+    if "time" not in next(iter(dims)):
         raise ValueError(f"{path}: no `time` dimension in {next(iter(dims))}")
-    _check_time(ds["time"], path)
+    if ds.sizes["time"] == 0:
+        raise ValueError(f"{path}: `time` is empty")
     return ds
 
 
-def _check_time(time: xr.DataArray, path: Path) -> None:
-    seconds = time_in_seconds(time)
-    steps = np.diff(seconds)
-    if steps.size and not np.all(steps > 0):
-        raise ValueError(f"{path}: time is not strictly increasing (at index {np.argmin(steps)})")
-    if steps.size and np.ptp(steps) > 1e-6 * steps.max():
-        raise ValueError(
-            f"{path}: time is not evenly spaced (steps {steps.min()}..{steps.max()} s)"
+def _dim_kind(ds: xr.Dataset, dim: str) -> str | None:
+    """``time``, ``lat``, ``lon``, ``y``, ``x`` from the CF attributes of ``dim``'s coordinate,
+    else from its name; None for any other dim."""
+    attrs = ds[dim].attrs if dim in ds.coords else {}
+    name, axis = str(attrs.get("standard_name", "")).lower(), str(attrs.get("axis", "")).upper()
+    units, low = str(attrs.get("units", "")).lower(), dim.lower()
+    metres = units in ("m", "km")
+    rules = {
+        "time": name == "time" or axis == "T" or low == "time",
+        "lat": name == "latitude" or units in LAT_UNITS or low in LAT_NAMES,
+        "lon": name == "longitude" or units in LON_UNITS or low in LON_NAMES,
+        "y": name == "projection_y_coordinate" or (axis == "Y" and metres) or low == "y",
+        "x": name == "projection_x_coordinate" or (axis == "X" and metres) or low == "x",
+    }
+    return next((kind for kind, match in rules.items() if match), None)
+
+
+def _canonical_dims(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    kinds = {d: k for d in ds.dims if d != "sample" and (k := _dim_kind(ds, str(d)))}
+    clash = [k for k in set(kinds.values()) if list(kinds.values()).count(k) > 1]
+    if clash:
+        raise ValueError(f"{path}: several dims look like {clash[0]}: {sorted(map(str, kinds))}")
+    rename = {d: k for d, k in kinds.items() if d != k}
+    # a non-dim variable already holding a canonical name (a 2-D `lat`, say) would clash
+    ds = ds.drop_vars([k for k in rename.values() if k in ds.variables])
+    ds = ds.rename(rename)
+    for d in ("y", "x"):
+        if d in ds.coords and str(ds[d].attrs.get("units", "")).lower() == "km":
+            attrs = {**ds[d].attrs, "units": "m"}
+            ds = ds.assign_coords({d: (d, ds[d].values * 1000.0, attrs)})
+    return ds
+
+
+def _concat(parts: list[tuple[Path, xr.Dataset]]) -> xr.Dataset:
+    if len(parts) == 1:
+        return parts[0][1]
+    try:
+        return xr.concat(
+            [ds for _, ds in parts],
+            dim="time",
+            data_vars="all",
+            coords="minimal",
+            compat="override",
+            join="exact",
+            combine_attrs="override",
         )
+    except ValueError as err:
+        files = [str(p) for p, _ in parts]
+        raise ValueError(f"{files}: cannot be joined along time ({err})") from err
+
+
+def _check_time(time: xr.DataArray, files: np.ndarray) -> None:
+    """Strictly increasing, evenly spaced (or calendar-monthly); ``files[k]`` holds time ``k``."""
+    steps = np.diff(time_in_seconds(time))
+    if not steps.size:
+        return
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        duplicate = f": duplicate times {time.values[i]}" if steps[i] == 0 else ""
+        raise ValueError(
+            f"{files[i + 1]}: time is not strictly increasing (at index {i}){duplicate}"
+        )
+    monthly = np.all((steps >= MONTH_STEPS_S[0]) & (steps <= MONTH_STEPS_S[1]))
+    if np.ptp(steps) > 1e-6 * steps.max() and not monthly:
+        i = int(np.argmax(np.abs(steps - np.median(steps))))
+        raise ValueError(
+            f"{files[i + 1]}: time is not evenly spaced (steps {steps.min()}..{steps.max()} s); "
+            f"odd step at index {i}, {time.values[i]} to {time.values[i + 1]}"
+        )
+
+
+def _squeeze_extra_dims(ds: xr.Dataset, variables: Sequence[str], label: str) -> xr.Dataset:
+    dims = ds[variables[0]].dims
+    extra = [d for d in dims if d not in ORDER]
+    wide = [f"{d!r} ({ds.sizes[d]} levels)" for d in extra if ds.sizes[d] != 1]
+    if wide:
+        raise ValueError(
+            f"{label}: dims {', '.join(wide)} are not time, sample, lat/lon or y/x; select one "
+            f"level first (e.g. ds.isel({extra[0]}=0))"
+        )
+    spatial = tuple(d for d in dims if d in SPATIAL)
+    if spatial not in ((), ("lat", "lon"), ("lon", "lat"), ("y", "x"), ("x", "y")):
+        raise ValueError(f"{label}: spatial dims {spatial} must be (lat, lon) or (y, x)")
+    if extra:  # stacklevel 3: the caller of open_trajectories
+        warnings.warn(f"{label}: singleton dims {extra} squeezed", stacklevel=3)
+    return ds.squeeze(extra)
+
+
+def _select_region(ds: xr.Dataset, region: Mapping[str, Sequence[float]], label: str) -> xr.Dataset:
+    spatial = [d for d in ds.dims if d in SPATIAL]
+    unknown = [k for k in region if k not in spatial]
+    if unknown:
+        raise ValueError(f"{label}: region keys {unknown} are not spatial dims {spatial}")
+    for dim, bounds in region.items():
+        lo, hi = (float(b) for b in bounds)
+        c = ds[dim].values.astype(np.float64)
+        keep = _east_of(c, lo, hi) if dim == "lon" else (c >= min(lo, hi)) & (c <= max(lo, hi))
+        if not keep.any():
+            raise ValueError(
+                f"{label}: region {dict(region)} selects no cells ({dim} spans "
+                f"{c.min()}..{c.max()})"
+            )
+        ds = ds.isel({dim: np.flatnonzero(keep)})
+    return ds
+
+
+def _east_of(lon: np.ndarray, west: float, east: float) -> np.ndarray:
+    """Longitudes on the arc going east from ``west`` to ``east`` (degrees, any convention)."""
+    width = (east - west) % 360.0
+    if width == 0 and east != west:  # (0, 360), (-180, 180): the whole circle
+        return np.ones(lon.shape, bool)
+    return (lon - west) % 360.0 <= width + 1e-9
+
+
+def _select_times(ds: xr.Dataset, time_range: Sequence[str] | None, label: str) -> xr.Dataset:
+    if time_range is None:
+        return ds
+    start, end = time_range
+    try:
+        out = ds.sel(time=slice(start, end))
+    except (TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"{label}: cannot select time_range {list(time_range)} ({err})") from err
+    if out.sizes["time"] == 0:
+        times = ds["time"].values
+        raise ValueError(
+            f"{label}: time_range {list(time_range)} selects no times "
+            f"(the data run {times[0]}..{times[-1]})"
+        )
+    return out
+
+
+def _order_eastward(ds: xr.Dataset) -> xr.Dataset:
+    """Longitudes contiguous and increasing eastward (possibly across the dateline)."""
+    if "lon" not in ds.dims or ds.sizes["lon"] < 2:
+        return ds
+    lon = ds["lon"].values.astype(np.float64)
+    if np.all(np.diff(np.rad2deg(np.unwrap(np.deg2rad(lon)))) > 0):
+        return ds
+    wrapped = np.mod(lon, 360.0)
+    order = np.argsort(wrapped, kind="stable")
+    gaps = np.diff(wrapped[order], append=wrapped[order[0]] + 360.0)
+    return ds.isel(lon=np.roll(order, -(int(np.argmax(gaps)) + 1)))  # start after the widest gap
+
+
+def _check_not_all_missing(ds: xr.Dataset, variables: Sequence[str], label: str) -> None:
+    try:  # one dask pass over all variables; a damaged file may only fail here
+        present = xr.Dataset({v: ds[v].notnull().any() for v in variables}).compute()
+    except (OSError, RuntimeError) as err:
+        raise ValueError(
+            f"{label}: cannot be read as NetCDF ({type(err).__name__}: {err})"
+        ) from err
+    empty = [v for v in variables if not bool(present[v])]
+    if empty:
+        raise ValueError(f"{label}: variable {empty[0]!r} is all missing (NaN or _FillValue)")
 
 
 def spatial_dims(da: xr.DataArray) -> tuple[str, ...]:
@@ -198,7 +404,7 @@ def spatial_dims(da: xr.DataArray) -> tuple[str, ...]:
 
 def grid_from_dataset(ds: xr.Dataset, variable: str) -> Grid | None:
     """The :class:`Grid` of ``variable``'s spatial dims, with inactive cells where it is missing
-    at every time (land); None for ODE states."""
+    at every time (land); None for ODE states. The mask is reduced by dask, chunk by chunk."""
     dims = spatial_dims(ds[variable])
     if not dims:
         return None
@@ -206,8 +412,19 @@ def grid_from_dataset(ds: xr.Dataset, variable: str) -> Grid | None:
         raise ValueError(f"{variable} must have 0 or 2 spatial dims, got {dims}")
     ydim, xdim = dims
     other = [d for d in ds[variable].dims if d not in dims]
-    active = ds[variable].notnull().any(other).values if other else None
+    active = ~ds[variable].isnull().all(other).values if other else None  # [ny, nx]
     if ydim in LAT_NAMES and xdim in LON_NAMES:
         return Grid.latlon(ds[ydim].values, ds[xdim].values, active=active)
     periodic = tuple(bool(ds[d].attrs.get("periodic", 0)) for d in (ydim, xdim))
     return Grid.box(ds[xdim].values, ds[ydim].values, periodic=periodic, active=active)
+
+
+def time_axis(time: xr.DataArray) -> np.ndarray:
+    """Model time of each frame in seconds: the real times, except that calendar-monthly data
+    (steps of 28 to 31 days, validated by :func:`open_trajectories`) are placed evenly at the mean
+    month length, so every window shares one relative time axis as torchdiffeq needs."""
+    seconds = time_in_seconds(time)
+    steps = np.diff(seconds)
+    if steps.size and np.ptp(steps) > 1e-6 * steps.max():
+        return np.arange(seconds.size) * steps.mean()
+    return seconds

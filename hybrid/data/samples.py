@@ -1,0 +1,41 @@
+"""Real climate files that ship inside PyPI packages (nothing is downloaded at run time)."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+SAMPLES = {
+    # name: (package, file inside it, pip extra)
+    "ostia": ("iris_sample_data", "sample_data/ostia_monthly.nc", "ostia"),
+}
+
+
+def sample_path(name: str) -> Path:
+    """The installed file of sample ``name``.
+
+    Raises:
+        ValueError: for an unknown name, or when its package is not installed (naming the extra).
+    """
+    if name not in SAMPLES:
+        raise ValueError(f"unknown sample {name!r}; choose from {sorted(SAMPLES)}")
+    package, inner, extra = SAMPLES[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError as err:
+        raise ValueError(f"sample {name!r} needs the `{package}` package: "
+                         f'pip install -e ".[{extra}]"') from err
+    return Path(module.__file__).parent / inner
+
+
+def copy_sample(name: str, output: str | Path, *, overwrite: bool = False) -> Path:
+    """Copy sample ``name`` to ``output`` atomically (temporary name, then rename)."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    shutil.copyfile(sample_path(name), tmp)
+    tmp.replace(output)
+    return output

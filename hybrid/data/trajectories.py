@@ -1,0 +1,145 @@
+"""Trajectories ``[N, T, C, *grid]`` read lazily from xarray, and statistics streamed over them.
+
+Nothing here holds the whole archive in memory: indexing reads one window (dask or the NetCDF
+backend fetch only those frames), and statistics and the climatology are accumulated block by block
+of time in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+BLOCK = 64  # frames read at a time by the streaming reductions
+
+
+class LazyTrajectories:
+    """A ``[N, T, C, *grid]`` view of ``variables`` of ``ds``; indexing reads only what it needs
+    and returns float32 NumPy with missing values as 0 (masked cells and gaps are tracked apart).
+
+    Args:
+        ds: dims ``([sample,] time, *grid)``; without ``sample`` there is one trajectory.
+        variables: the channels, in order.
+    """
+
+    def __init__(self, ds: xr.Dataset, variables: Sequence[str]) -> None:
+        self.arrays = [
+            (ds[v] if "sample" in ds[v].dims else ds[v].expand_dims("sample")).transpose(
+                "sample", "time", ...
+            )
+            for v in variables
+        ]
+        first = self.arrays[0]
+        self.shape = (
+            first.sizes["sample"],
+            first.sizes["time"],
+            len(self.arrays),
+            *first.shape[2:],
+        )
+        self.ndim = len(self.shape)
+
+    def isel(self, samples=slice(None), frames=slice(None)) -> LazyTrajectories:
+        """A lazy subset of trajectories and frames."""
+        out = object.__new__(LazyTrajectories)
+        out.arrays = [a.isel(sample=samples, time=frames) for a in self.arrays]
+        first = out.arrays[0]
+        out.shape = (first.sizes["sample"], first.sizes["time"], *self.shape[2:])
+        out.ndim = self.ndim
+        return out
+
+    def raw(self, n: int, frames: slice) -> np.ndarray:
+        """``[F, C, *grid]`` as stored (NaN where missing)."""
+        return np.stack([np.asarray(a[n, frames].values, np.float32) for a in self.arrays], 1)
+
+    def __getitem__(self, key: tuple[int, slice]) -> np.ndarray:
+        n, frames = key
+        return np.nan_to_num(self.raw(n, frames), nan=0.0)
+
+    def load(self) -> np.ndarray:
+        """Everything, ``[N, T, C, *grid]`` (missing as 0): for small sets and tests only."""
+        return np.stack([self[n, slice(None)] for n in range(self.shape[0])])
+
+    def blocks(self):
+        """Yield ``(n, first_frame, raw block [F, C, *grid])`` over everything, ``BLOCK`` frames
+        at a time, each block overlapping the next by one frame (for tendencies)."""
+        for n in range(self.shape[0]):
+            for s in range(0, max(self.shape[1] - 1, 1), BLOCK):
+                yield n, s, self.raw(n, slice(s, min(s + BLOCK + 1, self.shape[1])))
+
+
+def missing_masks(y: LazyTrajectories) -> tuple[np.ndarray, np.ndarray]:
+    """``land``: ``[*grid]`` cells missing in every frame of every channel; ``valid``: ``[N, T]``
+    frames with no missing value on any other cell (a frame with a gap is not valid)."""
+    seen = np.zeros(y.shape[3:], bool)
+    for _, _, block in y.blocks():
+        seen |= np.isfinite(block).all(1).any(0)
+    land = ~seen
+    valid = np.ones(y.shape[:2], bool)
+    for n, s, block in y.blocks():
+        gaps = ~np.isfinite(block) & ~land  # [F, C, *grid]
+        valid[n, s : s + block.shape[0]] &= ~gaps.reshape(block.shape[0], -1).any(1)
+    return land, valid
+
+
+def moments(y: LazyTrajectories, valid: np.ndarray, active: np.ndarray, dt: float) -> dict:
+    """Per-channel ``mean``, ``std`` over valid frames and active cells, and ``tendency_std``,
+    the RMS of ``Δy/Δt`` over pairs of consecutive valid frames, each ``[C]`` (float64)."""
+    c = y.shape[2]
+    sums = np.zeros((3, c))  # Σx, Σx², Σ(Δx/Δt)²
+    counts = np.zeros(2)  # cells·frames, cells·pairs
+    for n, s, block in y.blocks():
+        ok = valid[n, s : s + block.shape[0]]
+        x = np.where(active, np.nan_to_num(block.astype(np.float64)), 0.0)  # [F, C, *grid]
+        own = ok.copy()
+        own[-1] &= s + block.shape[0] == y.shape[1]  # the overlap frame is the next block's
+        flat = x[own].reshape(own.sum(), c, -1)
+        sums[0] += flat.sum((0, 2))
+        sums[1] += (flat**2).sum((0, 2))
+        counts[0] += own.sum() * active.sum()
+        pair = ok[1:] & ok[:-1]
+        d = ((x[1:] - x[:-1]) / dt)[pair].reshape(pair.sum(), c, -1)
+        sums[2] += (d**2).sum((0, 2))
+        counts[1] += pair.sum() * active.sum()
+    mean = sums[0] / counts[0]
+    std = np.sqrt(np.maximum(sums[1] / counts[0] - mean**2, 0.0))
+    return {"mean": mean, "std": std, "tendency_std": np.sqrt(sums[2] / max(counts[1], 1))}
+
+
+def season_of(time: xr.DataArray, kind: str) -> np.ndarray:
+    """Index of each time's season: month 0..11 (``kind="month"``) or day of year 0..365."""
+    return np.asarray(getattr(time.dt, kind).values) - 1
+
+
+def seasonal_index(time: xr.DataArray) -> tuple[str, np.ndarray] | None:
+    """``("month", 0..11)`` for monthly data, ``("dayofyear", 0..365)`` for finer steps, or None
+    when the record is shorter than two years or time is not a calendar date."""
+    values = time.values
+    if np.issubdtype(values.dtype, np.number) or len(values) < 2:
+        return None
+    if np.issubdtype(values.dtype, np.datetime64):
+        span_days = float((values[-1] - values[0]) / np.timedelta64(1, "D"))
+    else:  # cftime
+        span_days = (values[-1] - values[0]).total_seconds() / 86400
+    if span_days < 2 * 365:
+        return None
+    kind = "month" if span_days / (len(values) - 1) >= 27 else "dayofyear"
+    return kind, season_of(time, kind)
+
+
+def climatology(
+    y: LazyTrajectories, valid: np.ndarray, period: np.ndarray, n_periods: int
+) -> np.ndarray:
+    """Mean state per season ``[P, C, *grid]`` over valid frames (NaN where never observed)."""
+    total = np.zeros((n_periods, *y.shape[2:]))
+    count = np.zeros((n_periods, *y.shape[2:]))
+    for n, s, block in y.blocks():
+        own = slice(0, block.shape[0] - (s + block.shape[0] < y.shape[1]))
+        for k, frame in enumerate(block[own]):
+            if valid[n, s + k]:
+                seen = np.isfinite(frame)
+                total[period[s + k]] += np.where(seen, frame, 0.0)
+                count[period[s + k]] += seen
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
