@@ -223,8 +223,8 @@ def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
 
 def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
     """One file, lazily: ``variables`` only, dims renamed to canonical names, checked."""
-    try:  # decode_timedelta=False: a state in seconds stays a number
-        ds = xr.open_dataset(path, chunks={}, decode_timedelta=False)
+    try:  # decode_timedelta=False: a state in seconds stays a number; no dask yet (see below)
+        ds = xr.open_dataset(path, decode_timedelta=False)
     except Exception as err:  # xarray raises many types for a bad file; name it once
         raise ValueError(f"{path}: cannot be read as NetCDF ({type(err).__name__}: {err})") from err
     missing = [v for v in variables if v not in ds.data_vars]
@@ -238,7 +238,18 @@ def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
         raise ValueError(f"{path}: no `time` dimension in {next(iter(dims))}")
     if ds.sizes["time"] == 0:
         raise ValueError(f"{path}: `time` is empty")
-    return ds
+    return _chunk_by_time(ds, variables)
+
+
+CHUNK_BYTES = 16 * 2**20
+
+
+def _chunk_by_time(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """Dask chunks of about ``CHUNK_BYTES`` along time, cut from the still-unread file, so that a
+    reduction or a window reads a few frames at a time (a NetCDF stored contiguously would
+    otherwise be one chunk: the whole variable)."""
+    frame = max(ds[v].dtype.itemsize * ds[v].size // ds.sizes["time"] for v in variables)
+    return ds.chunk({"time": max(1, CHUNK_BYTES // max(frame, 1))})
 
 
 def _dim_kind(ds: xr.Dataset, dim: str) -> str | None:

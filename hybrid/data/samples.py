@@ -24,8 +24,9 @@ def sample_path(name: str) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError as err:
-        raise ValueError(f"sample {name!r} needs the `{package}` package: "
-                         f'pip install -e ".[{extra}]"') from err
+        raise ValueError(
+            f'sample {name!r} needs the `{package}` package: pip install -e ".[{extra}]"'
+        ) from err
     return Path(module.__file__).parent / inner
 
 

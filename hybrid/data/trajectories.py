@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-BLOCK = 64  # frames read at a time by the streaming reductions
+BLOCK_BYTES = 4 * 2**20  # about this much is read at a time by the streaming reductions
 
 
 class LazyTrajectories:
@@ -62,11 +62,13 @@ class LazyTrajectories:
         return np.stack([self[n, slice(None)] for n in range(self.shape[0])])
 
     def blocks(self):
-        """Yield ``(n, first_frame, raw block [F, C, *grid])`` over everything, ``BLOCK`` frames
-        at a time, each block overlapping the next by one frame (for tendencies)."""
+        """Yield ``(n, first_frame, raw block [F, C, *grid])`` over everything, about
+        ``BLOCK_BYTES`` at a time, each block overlapping the next by one frame (tendencies)."""
+        frame = 4 * int(np.prod(self.shape[2:]))
+        block = max(1, BLOCK_BYTES // frame)
         for n in range(self.shape[0]):
-            for s in range(0, max(self.shape[1] - 1, 1), BLOCK):
-                yield n, s, self.raw(n, slice(s, min(s + BLOCK + 1, self.shape[1])))
+            for s in range(0, max(self.shape[1] - 1, 1), block):
+                yield n, s, self.raw(n, slice(s, min(s + block + 1, self.shape[1])))
 
 
 def missing_masks(y: LazyTrajectories) -> tuple[np.ndarray, np.ndarray]:
