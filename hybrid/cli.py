@@ -48,8 +48,12 @@ def simulate_main(argv: Sequence[str]) -> None:
         print(f"wrote {plot_dataset(ds, args.output.with_suffix('.png'))}")
 
 
-def lightning_main(argv: Sequence[str]) -> None:
-    """``hybrid fit|validate|test|predict --config X.yaml [--dotted.overrides]``."""
+def lightning_main(argv: Sequence[str], *, run: bool = True):
+    """``hybrid fit|validate|test|predict --config X.yaml [--dotted.overrides]``.
+
+    With ``run=False`` (no subcommand in ``argv``), only builds and returns the CLI: its
+    ``model``, ``datamodule`` and ``trainer`` as the config makes them (used by scripts).
+    """
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
@@ -76,12 +80,13 @@ def lightning_main(argv: Sequence[str]) -> None:
             super().instantiate_classes()
 
     with torch.serialization.safe_globals([rebuild_grid]):  # --ckpt_path resumes
-        HybridCLI(
+        return HybridCLI(
             HybridModule,
             TrajectoryDataModule,
             args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
             trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True)]},
             auto_configure_optimizers=False,
+            run=run,
         )
 
 

@@ -124,3 +124,16 @@ def test_every_protocol_builds():
         assert torch.isfinite(spec.model(torch.tensor(0.0), y0)).all()
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         build("nope")
+
+
+def test_default_transport_dataset_adds_a_steady_source(float64):
+    """The term the transport prior lacks is the zero-mass source pattern, exactly."""
+    spec = build("advection_diffusion")
+    y0 = spec.initial_condition(np.random.default_rng(0), 2)
+    missing = spec.model(torch.tensor(0.0), y0) - spec.prior(torch.tensor(0.0), y0)
+    source = missing[0, 0]
+    assert torch.allclose(missing[1, 0], source)  # state-independent
+    assert abs(float(source.sum())) < 1e-18 and float(source.abs().max()) == pytest.approx(4e-6)
+    decay = build("advection_diffusion_decay")
+    missing = decay.model(torch.tensor(0.0), y0) - decay.prior(torch.tensor(0.0), y0)
+    assert torch.allclose(missing, -y0 / (3 * 86400.0))
