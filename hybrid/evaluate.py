@@ -8,6 +8,7 @@ Writes into ``DIR`` (atomically: built in a temporary folder beside it, then ren
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -58,7 +59,9 @@ def test_windows(
         y, valid = load_trajectories(ds, variables)
         t = torch.as_tensor(time_axis(ds["time"]))
         return TrajectoryWindows(y, t, window, 1, valid), ds, ds["time"]
-    dm = TrajectoryDataModule(**{**model_data, "eval_window": window})
+    accepted = inspect.signature(TrajectoryDataModule).parameters  # hparams carry CLI keys too
+    settings = {k: v for k, v in model_data.items() if k in accepted}
+    dm = TrajectoryDataModule(**{**settings, "eval_window": window})
     dm.setup()
     if "test" not in dm.splits:
         raise ValueError("the run has no test split: pass --data.path FILE to evaluate on")

@@ -6,6 +6,7 @@ with the normalise-mask-apply-mask-scale wrapper that both fields nets use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -67,6 +68,22 @@ def geometry_of(grid: Grid | None) -> tuple[tuple[bool, bool], Tensor | None]:
     if grid is None:
         return (True, True), None
     return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool [ny, nx]
+
+
+def position_channels(shape: tuple[int, int], periodic: tuple[bool, bool]) -> Tensor:
+    """Fixed input channels that tell a convolution where it is, ``[P, ny, nx]``: ``sin``, ``cos``
+    of the angle along a periodic axis (no seam), a ramp from -1 to 1 along a walled one."""
+    channels = []
+    for axis, (n, wraps) in enumerate(zip(shape, periodic, strict=True)):
+        s = torch.arange(n, dtype=torch.get_default_dtype()) / n
+        ramps = (
+            [torch.sin(2 * math.pi * s), torch.cos(2 * math.pi * s)]
+            if wraps
+            else [2 * s * n / max(n - 1, 1) - 1]
+        )
+        for r in ramps:
+            channels.append(r[:, None].expand(shape) if axis == 0 else r[None, :].expand(shape))
+    return torch.stack(channels)
 
 
 def zero_init(conv: GridConv2d) -> None:

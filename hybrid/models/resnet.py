@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, position_channels, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
 
@@ -35,10 +36,18 @@ class ResNet(nn.Module):
         blocks: number of residual blocks.
         grid: geometry giving the periodic axes and the ``active`` mask (inactive cells are
             read as 0 and get a zero tendency); default fully periodic and unmasked.
+        coords: also feed the position (:func:`position_channels`), so the correction can depend
+            on where it is (a local source, a coast) and not only on the local state. Needs
+            ``grid``; the net is then no longer shift-equivariant.
     """
 
     def __init__(
-        self, channels: int, hidden: int = 16, blocks: int = 2, grid: Grid | None = None
+        self,
+        channels: int,
+        hidden: int = 16,
+        blocks: int = 2,
+        grid: Grid | None = None,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         for name, value in {"channels": channels, "hidden": hidden, "blocks": blocks}.items():
@@ -47,14 +56,21 @@ class ResNet(nn.Module):
         self.periodic, active = geometry_of(grid)
         # The mask is geometry from the constructor's grid, not a learned state: not checkpointed.
         self.register_buffer("active", active, persistent=False)
+        if coords and grid is None:
+            raise ValueError("coords=True needs the grid (its shape and periodic axes)")
+        positions = position_channels(grid.shape, self.periodic) if coords else None
+        self.register_buffer("positions", positions, persistent=False)  # [P, ny, nx]
         self.scaler = ChannelScaler(channels, -3)
-        self.lift = GridConv2d(channels, hidden, self.periodic)
+        n_extra = 0 if positions is None else positions.shape[0]
+        self.lift = GridConv2d(channels + n_extra, hidden, self.periodic)
         self.blocks = nn.Sequential(*(ResidualBlock(hidden, self.periodic) for _ in range(blocks)))
         self.head = GridConv2d(hidden, channels, self.periodic)
         zero_init(self.head)
 
     def body(self, z: Tensor) -> Tensor:
         """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        if self.positions is not None:
+            z = torch.cat([z, self.positions.to(z).expand(z.shape[0], -1, -1, -1)], dim=1)
         return self.head(F.relu(self.blocks(self.lift(z))))
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:

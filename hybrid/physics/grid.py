@@ -108,6 +108,8 @@ class Grid(nn.Module):
         self.register_buffer("w_east", self.open_east * self.len_east / self.dx_east)
         self.register_buffer("w_north", self.open_north * self.len_north / self.dy_north)
         self.register_buffer("inv_area", self.active / self.area)
+        self.register_buffer("len_open_east", self.len_east * self.open_east)  # uniform flows
+        self.register_buffer("len_open_north", self.len_north * self.open_north)
 
     @classmethod
     def box(

@@ -32,6 +32,11 @@ def net_outflow(flux_east: Tensor, flux_north: Tensor, grid: Grid) -> Tensor:
     return out * grid.inv_area
 
 
+def diffusive_flux(f: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
+    """Face fluxes of ``∇f`` (times face length): ``w · (f_neighbour - f)``, zero through walls."""
+    return grid.w_east * (east(f) - f), grid.w_north * (north(f) - f)
+
+
 def laplacian(f: Tensor, grid: Grid) -> Tensor:
     """``∇²f = ∇·∇f`` with no-flux walls; the 5-point stencil on a box.
 
@@ -40,7 +45,7 @@ def laplacian(f: Tensor, grid: Grid) -> Tensor:
     Returns:
         ``[..., ny, nx]``.
     """
-    return net_outflow(grid.w_east * (east(f) - f), grid.w_north * (north(f) - f), grid)
+    return net_outflow(*diffusive_flux(f, grid), grid)
 
 
 def gradient(f: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
@@ -59,8 +64,11 @@ def gradient(f: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
 def face_velocity(u: Tensor, v: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
     """Volume fluxes through east and north faces (m³/s per m of depth): ``u_f · len · open``.
 
-    ``u``, ``v`` broadcast to the grid, so a uniform velocity may be given as 0-d tensors.
+    ``u``, ``v`` broadcast to the grid, so a uniform velocity may be given as 0-d tensors (then
+    no averaging is needed: one multiply per face).
     """
+    if u.ndim == 0 and v.ndim == 0:
+        return u * grid.len_open_east, v * grid.len_open_north
     u = torch.broadcast_to(u, torch.broadcast_shapes(u.shape, grid.area.shape))
     v = torch.broadcast_to(v, torch.broadcast_shapes(v.shape, grid.area.shape))
     ue = 0.5 * (u + east(u)) * grid.len_east * grid.open_east
@@ -73,18 +81,26 @@ def divergence(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
     return net_outflow(*face_velocity(u, v, grid), grid)
 
 
+def advective_flux_centred(c: Tensor, u: Tensor, v: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
+    """Face fluxes ``u_f c_f`` with centred face values (second order, no damping)."""
+    ue, vn = face_velocity(u, v, grid)
+    return ue * 0.5 * (c + east(c)), vn * 0.5 * (c + north(c))
+
+
+def advective_flux_upwind(c: Tensor, u: Tensor, v: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
+    """Face fluxes ``u_f c_f`` with upwind face values (first order, monotone)."""
+    ue, vn = face_velocity(u, v, grid)
+    return ue * torch.where(ue > 0, c, east(c)), vn * torch.where(vn > 0, c, north(c))
+
+
 def advection_centred(c: Tensor, u: Tensor, v: Tensor, grid: Grid) -> Tensor:
     """Tendency ``-∇·(u c)`` of a tracer with centred face values (second order, no damping)."""
-    ue, vn = face_velocity(u, v, grid)
-    return -net_outflow(ue * 0.5 * (c + east(c)), vn * 0.5 * (c + north(c)), grid)
+    return -net_outflow(*advective_flux_centred(c, u, v, grid), grid)
 
 
 def advection_upwind(c: Tensor, u: Tensor, v: Tensor, grid: Grid) -> Tensor:
     """Tendency ``-∇·(u c)`` with upwind face values (first order, monotone)."""
-    ue, vn = face_velocity(u, v, grid)
-    ce = torch.where(ue > 0, c, east(c))
-    cn = torch.where(vn > 0, c, north(c))
-    return -net_outflow(ue * ce, vn * cn, grid)
+    return -net_outflow(*advective_flux_upwind(c, u, v, grid), grid)
 
 
 def laplacian_fourth_order(f: Tensor, dx: float, *, periodic: bool) -> Tensor:

@@ -220,3 +220,24 @@ def test_constructor_errors(make, match):
 def test_unet_without_grid_checks_shape_in_forward():
     with pytest.raises(ValueError, match=r"divisible by 8, got grid shape \(ny, nx\) = \(8, 12\)"):
         UNet(2, hidden=4, levels=3)(None, torch.zeros(1, 2, 8, 12))
+
+
+def test_position_channels_let_the_resnet_depend_on_where_it_is():
+    """With coords, a uniform input can give a position-dependent output (a source pattern);
+    the plain net cannot (shift equivariance), and the channels are seamless where periodic."""
+    from hybrid.models.conv import position_channels
+    from hybrid.physics.grid import Grid
+
+    grid = Grid.box(np.arange(8.0), np.arange(6.0), periodic=(False, True))
+    pos = position_channels(grid.shape, grid.periodic)
+    assert pos.shape == (3, 6, 8)  # y ramp; sin, cos of x
+    assert pos[0, 0, 0] == -1 and pos[0, -1, 0] == 1
+    torch.testing.assert_close(pos[1, 0], torch.sin(2 * torch.pi * torch.arange(8) / 8))
+    torch.manual_seed(0)
+    for coords, varies in ((True, True), (False, False)):
+        net = ResNet(1, hidden=4, blocks=1, grid=Grid.regular_box(8, 8, 1.0), coords=coords)
+        nn.init.normal_(net.head.conv.weight)
+        out = net(None, torch.ones(1, 1, 8, 8))
+        assert bool(out.std() > 1e-6) is varies
+    with pytest.raises(ValueError, match="coords=True needs the grid"):
+        ResNet(1, coords=True)

@@ -1,0 +1,46 @@
+"""The real-data example: OSTIA monthly SST from iris-sample-data, trained and evaluated."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hybrid.cli import main
+
+pytest.importorskip("iris_sample_data", reason="the `ostia` extra is not installed")
+
+
+def test_ostia_example_end_to_end(tmp_path):
+    """A few steps of configs/sst_ostia.yaml, then evaluation against persistence and the
+    training-period climatology (the record spans more than two years)."""
+    sst = tmp_path / "sst.nc"
+    main(["sample", "ostia", "--output", str(sst)])
+    main(
+        [
+            "fit",
+            "--config",
+            "configs/sst_ostia.yaml",
+            "--data.path",
+            str(sst),
+            "--trainer.max_steps",
+            "3",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    main(["evaluate", "--ckpt_path", str(ckpt), "--output", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(report["rmse"]) == {"model", "persistence", "physics", "climatology"}
+    assert set(report["acc"]) == {"model", "persistence", "physics"}
+    assert report["rmse"]["persistence"][0] == 0 and report["acc"]["model"][0] == pytest.approx(1)
+    assert 0 < report["rmse"]["climatology"][1] < 2.0  # kelvin
+    assert report["n_forecasts"] > 0 and report["lead_time_s"][1] == pytest.approx(
+        30.44 * 86400, rel=1e-3
+    )
+    assert set(report["parameters"]) == {"kappa", "velocity.u", "velocity.v"}
