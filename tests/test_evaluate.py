@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,35 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_compare_checkpoints_script(run, capsys):
+    """Two checkpoints (here the same run under two labels) on the same data: one table, one
+    plot; a checkpoint compared with itself has identical rows."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "compare", root / "scripts/compare_checkpoints.py"
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    out = run["tmp"] / "compare"
+    reports = compare.main(
+        [
+            "--ckpt",
+            f"a={run['ckpt']}",
+            f"b={run['ckpt']}",
+            "--data.path",
+            run["test"],
+            "--lead_steps",
+            "4",
+            "--output",
+            str(out),
+        ]
+    )
+    assert reports["a"]["rmse"]["model"] == reports["b"]["rmse"]["model"]
+    text = (out / "comparison.md").read_text()
+    assert "| a |" in text and "| b |" in text and "| persistence |" in text
+    assert (out / "comparison.png").stat().st_size > 1000
+    assert "RMSE @" in capsys.readouterr().out
