@@ -184,7 +184,7 @@ class HybridModule(pl.LightningModule):
         out = self._shared_step(batch, "train")
         if not torch.isfinite(out["loss"]):
             raise NonFiniteLossError(
-                f"training loss became {float(out['loss'])} at step {self.global_step} "
+                f"training loss became {out['loss'].detach().item()} at step {self.global_step} "
                 "(lower the learning rate or the step size); the last checkpoint is kept"
             )
         self._last_traj = out["traj_loss"].detach()

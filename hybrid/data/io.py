@@ -34,39 +34,20 @@ def grid_coords(
     """
     if kind == "latlon":
         return {
-            "lat": xr.DataArray(
-                y,
-                dims="lat",
-                attrs={"units": "degrees_north", "axis": "Y", "standard_name": "latitude"},
-            ),
-            "lon": xr.DataArray(
-                x,
-                dims="lon",
-                attrs={"units": "degrees_east", "axis": "X", "standard_name": "longitude"},
-            ),
+            "lat": _coord(y, "lat", "Y", "degrees_north", "latitude"),
+            "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
         }
     return {
-        "y": xr.DataArray(
-            y,
-            dims="y",
-            attrs={
-                "units": "m",
-                "axis": "Y",
-                "periodic": int(periodic[0]),
-                "standard_name": "projection_y_coordinate",
-            },
-        ),
-        "x": xr.DataArray(
-            x,
-            dims="x",
-            attrs={
-                "units": "m",
-                "axis": "X",
-                "periodic": int(periodic[1]),
-                "standard_name": "projection_x_coordinate",
-            },
-        ),
+        "y": _coord(y, "y", "Y", "m", "projection_y_coordinate", periodic=int(periodic[0])),
+        "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[1])),
     }
+
+
+def _coord(
+    values: np.ndarray, dim: str, axis: str, units: str, standard_name: str, **extra: object
+) -> xr.DataArray:
+    attrs = {"units": units, "axis": axis, "standard_name": standard_name, **extra}
+    return xr.DataArray(values, dims=dim, attrs=attrs)
 
 
 def trajectories_to_dataset(
