@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 
 class ConstantVelocity(nn.Module):
@@ -79,9 +79,7 @@ class AdvectionDiffusion(nn.Module):
         self._advective_flux = schemes[scheme]
         self.log_kappa = log_parameter(kappa, "kappa")
 
-    @property
-    def kappa(self) -> Tensor:
-        return self.log_kappa.exp()
+    kappa = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         # Sum the face fluxes, then take one divergence: κ∇c - u c through every face.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 
 class LinearDecay(nn.Module):
@@ -21,9 +21,7 @@ class LinearDecay(nn.Module):
         super().__init__()
         self.log_gamma = log_parameter(gamma, "gamma")
 
-    @property
-    def gamma(self) -> Tensor:
-        return self.log_gamma.exp()
+    gamma = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return -self.gamma * y

@@ -19,6 +19,20 @@ def log_parameter(value: float, name: str) -> nn.Parameter:
     return nn.Parameter(torch.tensor(math.log(value)))
 
 
+class Positive:
+    """``exp(log_<name>)`` as a read-only attribute, for a parameter stored as its log.
+
+    In a prior's class body, ``kappa = Positive()`` exposes ``self.log_kappa.exp()`` as
+    ``self.kappa`` (a property written once instead of once per parameter).
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.log_name = f"log_{name}"
+
+    def __get__(self, obj: nn.Module | None, objtype: type | None = None) -> Tensor:
+        return self if obj is None else getattr(obj, self.log_name).exp()
+
+
 def physical_parameters(module: nn.Module) -> dict[str, Tensor]:
     """Every parameter of ``module`` in physical units, keyed by its dotted name.
 

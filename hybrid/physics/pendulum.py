@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 OMEGA0_SQ = (2 * math.pi / 12) ** 2  # APHYNITY's ω0²
 ALPHA = 0.2  # APHYNITY's α
@@ -43,13 +43,8 @@ class DampedPendulum(nn.Module):
         self.log_omega0_sq = log_parameter(omega0_sq, "omega0_sq")
         self.log_alpha = log_parameter(alpha, "alpha")
 
-    @property
-    def omega0_sq(self) -> Tensor:
-        return self.log_omega0_sq.exp()
-
-    @property
-    def alpha(self) -> Tensor:
-        return self.log_alpha.exp()
+    omega0_sq = Positive()
+    alpha = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         dtheta, domega = _frictionless_rhs(y, self.omega0_sq)
@@ -74,9 +69,7 @@ class FrictionlessPendulum(nn.Module):
         super().__init__()
         self.log_omega0_sq = log_parameter(omega0_sq, "omega0_sq")
 
-    @property
-    def omega0_sq(self) -> Tensor:
-        return self.log_omega0_sq.exp()
+    omega0_sq = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return torch.stack(_frictionless_rhs(y, self.omega0_sq), dim=-1)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 
 def _periodic_square(size: int, length: float) -> Grid:
@@ -65,17 +65,9 @@ class ReactionDiffusion(nn.Module):
         self.log_b = log_parameter(b, "b")
         self.log_k = log_parameter(k, "k")
 
-    @property
-    def a(self) -> Tensor:
-        return self.log_a.exp()
-
-    @property
-    def b(self) -> Tensor:
-        return self.log_b.exp()
-
-    @property
-    def k(self) -> Tensor:
-        return self.log_k.exp()
+    a = Positive()
+    b = Positive()
+    k = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         u, v = y.unbind(-3)
@@ -111,13 +103,8 @@ class DiffusionOnly(nn.Module):
         self.log_a = log_parameter(a, "a")
         self.log_b = log_parameter(b, "b")
 
-    @property
-    def a(self) -> Tensor:
-        return self.log_a.exp()
-
-    @property
-    def b(self) -> Tensor:
-        return self.log_b.exp()
+    a = Positive()
+    b = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return _diffusion(y, self.a, self.b, self.grid)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 
 class FPlane(nn.Module):
@@ -88,13 +88,8 @@ class ShallowWater(nn.Module):
         self.log_g, self.log_H = log_parameter(g, "g"), log_parameter(H, "H")
         self.r = nn.Parameter(torch.tensor(float(r)))
 
-    @property
-    def g(self) -> Tensor:
-        return self.log_g.exp()
-
-    @property
-    def H(self) -> Tensor:
-        return self.log_H.exp()
+    g = Positive()
+    H = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         grid = self.grid

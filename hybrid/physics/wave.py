@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from hybrid.physics import operators
-from hybrid.physics.parameters import log_parameter
+from hybrid.physics.parameters import Positive, log_parameter
 
 # Largest eigenvalue of -Δ4 on a square grid times dx²: per axis the symbol
 # (30 - 32 cos θ + 2 cos 2θ) / 12 peaks at θ = π with 64/12 = 16/3; two axes add.
@@ -69,13 +69,8 @@ class DampedWave(nn.Module):
         self.log_c = log_parameter(c, "c")
         self.log_k = log_parameter(k, "k")
 
-    @property
-    def c(self) -> Tensor:
-        return self.log_c.exp()
-
-    @property
-    def k(self) -> Tensor:
-        return self.log_k.exp()
+    c = Positive()
+    k = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         w, w_t = y.unbind(-3)
@@ -112,9 +107,7 @@ class UndampedWave(nn.Module):
         self.size, self.dx, self.periodic = size, dx, periodic
         self.log_c = log_parameter(c, "c")
 
-    @property
-    def c(self) -> Tensor:
-        return self.log_c.exp()
+    c = Positive()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         w, w_t = y.unbind(-3)
