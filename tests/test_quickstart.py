@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quickstart_hybrid_beats_the_prior_and_persistence(tmp_path):
     """On the default advection-diffusion dataset the trained APHYNITY hybrid beats the prior
     alone and persistence at every lead beyond the first, and metrics.json says so; the advection
-    velocity is recovered within 5% (measured 2.3% and 1.2%; κ 9%: diffusion is a twentieth of
-    the tendency on these data)."""
+    velocity is recovered within 5% (measured 2.3% and 1.2%; κ 9%: the mean-square diffusive
+    tendency is about a twentieth of the advective one here)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     run = subprocess.run(
         ["bash", "scripts/quickstart.sh", str(tmp_path / "qs")],

@@ -91,7 +91,7 @@ class Grid(nn.Module):
 
     def __init__(self, geometry: dict[str, np.ndarray], *, periodic: tuple[bool, bool], kind: str):
         super().__init__()
-        self.periodic, self.kind = periodic, kind
+        self.periodic, self.kind, self._min_spacing = periodic, kind, None
         active = geometry.pop("active")
         self.shape = tuple(active.shape)
         dtype = torch.get_default_dtype()
@@ -226,10 +226,21 @@ class Grid(nn.Module):
         }
         return (rebuild_grid, (state,))
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._min_spacing = None  # the geometry may change: forget the cached spacing
+        super()._load_from_state_dict(*args, **kwargs)
+
     def min_spacing(self) -> float:
-        """Smallest distance between neighbouring active centres (m), for CFL limits."""
-        act = self.active.bool()
-        return float(torch.minimum(self.dx_east.abs()[act].min(), self.dy_north.abs()[act].min()))
+        """Smallest distance between neighbouring active centres (m), for CFL limits.
+
+        Computed once: ``rollout`` asks for the stable step at every call, and a masked
+        reduction there would cost a device synchronisation per training step.
+        """
+        if self._min_spacing is None:
+            act = self.active.bool()
+            spacing = torch.minimum(self.dx_east.abs()[act].min(), self.dy_north.abs()[act].min())
+            self._min_spacing = float(spacing)
+        return self._min_spacing
 
     def area_weights(self) -> Tensor:
         """Cell areas of active cells normalised to sum to 1, ``[ny, nx]``."""
@@ -245,6 +256,7 @@ def rebuild_grid(state: dict) -> Grid:
     grid = Grid.__new__(Grid)
     nn.Module.__init__(grid)
     grid.kind, grid.periodic, grid.radius = state["kind"], tuple(state["periodic"]), state["radius"]
+    grid._min_spacing = None
     for name, value in state["buffers"].items():
         grid.register_buffer(name, value)
     grid.shape = tuple(grid.active.shape)

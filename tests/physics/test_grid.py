@@ -178,3 +178,10 @@ def test_faces_are_closed_at_walls_and_around_masked_cells(periodic):
     assert east[2, 3] == east[2, 2] == north[2, 3] == north[1, 3] == 0
     assert bool(east[1:, -1].all()) is periodic[1] and bool(north[-1, 1:].all()) is periodic[0]
     assert (grid.inv_area[~torch.from_numpy(active)] == 0).all()
+
+
+def test_min_spacing_is_cached_and_forgotten_on_load(float64):
+    coarse, fine = Grid.regular_box(4, 4, 2.0), Grid.regular_box(4, 4, 1.0)
+    assert coarse.min_spacing() == 2.0  # cached now
+    coarse.load_state_dict(fine.state_dict())
+    assert coarse.min_spacing() == 1.0
