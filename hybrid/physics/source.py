@@ -9,9 +9,10 @@ from torch import Tensor, nn
 class SteadySource(nn.Module):
     """∂c/∂t = S(x, y), a fixed pattern of emission (S > 0) and deposition (S < 0).
 
-    State-independent, so over many trajectories it is orthogonal to transport: the default
-    advection-diffusion dataset adds it so that an incomplete (transport-only) prior keeps its
-    parameters identifiable while the correction learns ``S``.
+    State-independent, yet not orthogonal to transport: the tracer's response to ``S`` correlates
+    with ``S``, so a transport prior fitted by least norm shifts its κ and velocity by an amount
+    growing as ``|S|²`` (:func:`hybrid.identifiability.least_norm_parameters` measures it). The
+    default advection-diffusion dataset keeps ``S`` small enough for that shift to stay below 1.5 %.
 
     Args:
         source: ``[ny, nx]`` (or broadcastable to the state) rate in state units per second.

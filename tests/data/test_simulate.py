@@ -133,7 +133,7 @@ def test_default_transport_dataset_adds_a_steady_source(float64):
     missing = spec.model(torch.tensor(0.0), y0) - spec.prior(torch.tensor(0.0), y0)
     source = missing[0, 0]
     assert torch.allclose(missing[1, 0], source)  # state-independent
-    assert abs(float(source.sum())) < 1e-18 and float(source.abs().max()) == pytest.approx(4e-6)
+    assert abs(float(source.sum())) < 1e-18 and float(source.abs().max()) == pytest.approx(1e-6)
     decay = build("advection_diffusion_decay")
     missing = decay.model(torch.tensor(0.0), y0) - decay.prior(torch.tensor(0.0), y0)
     assert torch.allclose(missing, -y0 / (3 * 86400.0))
