@@ -7,38 +7,49 @@ from torch import Tensor, nn
 
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
-from hybrid.physics.parameters import Positive, log_parameter
+from hybrid.physics.parameters import Positive, Scaled, log_parameter, register_scaled
+
+F0, BETA, OMEGA, DRAG = 1e-4, 1.6e-11, 7.292e-5, 1e-6  # typical sizes (1/s, 1/(m s), 1/s, 1/s)
 
 
 class FPlane(nn.Module):
-    """Constant Coriolis parameter ``f = f0`` (1/s, learnable ``f0``)."""
+    """Constant Coriolis parameter ``f = f0`` (1/s, learnable, stored scaled: ``scaled_f0``)."""
 
-    def __init__(self, f0: float = 1e-4) -> None:
+    def __init__(self, f0: float = F0) -> None:
         super().__init__()
-        self.f0 = nn.Parameter(torch.tensor(float(f0)))
+        register_scaled(self, "f0", f0, F0)
+
+    f0 = Scaled()
 
     def forward(self, grid: Grid) -> Tensor:
         return self.f0
 
 
 class BetaPlane(nn.Module):
-    """``f = f0 + β y``, ``y`` northward from the grid's mid-row (learnable ``f0``, ``beta``)."""
+    """``f = f0 + β y``, ``y`` northward from the grid's mid-row (learnable ``f0``, ``beta``,
+    stored scaled)."""
 
-    def __init__(self, f0: float = 1e-4, beta: float = 1.6e-11) -> None:
+    def __init__(self, f0: float = F0, beta: float = BETA) -> None:
         super().__init__()
-        self.f0 = nn.Parameter(torch.tensor(float(f0)))
-        self.beta = nn.Parameter(torch.tensor(float(beta)))
+        register_scaled(self, "f0", f0, F0)
+        register_scaled(self, "beta", beta, BETA)
+
+    f0 = Scaled()
+    beta = Scaled()
 
     def forward(self, grid: Grid) -> Tensor:
         return self.f0 + self.beta * grid.y_north
 
 
 class SphereCoriolis(nn.Module):
-    """``f = 2Ω sin φ`` with the planet's rotation rate Ω in rad/s (learnable ``omega``)."""
+    """``f = 2Ω sin φ`` with the planet's rotation rate Ω in rad/s (learnable ``omega``, stored
+    scaled)."""
 
-    def __init__(self, omega: float = 7.292e-5) -> None:
+    def __init__(self, omega: float = OMEGA) -> None:
         super().__init__()
-        self.omega = nn.Parameter(torch.tensor(float(omega)))
+        register_scaled(self, "omega", omega, OMEGA)
+
+    omega = Scaled()
 
     def forward(self, grid: Grid) -> Tensor:
         return 2 * self.omega * grid.sin_lat
@@ -63,7 +74,8 @@ class ShallowWater(nn.Module):
         grid: the geometry (from the data, or :meth:`Grid.regular_box`).
         g: gravity in m/s² (learnable, positive, stored as ``log_g``).
         H: mean depth in m (learnable, positive, stored as ``log_H``).
-        r: linear (Rayleigh) drag in 1/s (learnable, ``>= 0`` at construction).
+        r: linear (Rayleigh) drag in 1/s (learnable, ``>= 0`` at construction; stored scaled by
+            ``r``, or by 1e-6 when ``r = 0``, so that Adam moves it by a fraction of its size).
         coriolis: a module ``coriolis(grid) -> f`` in 1/s broadcastable to ``[ny, nx]``:
             :class:`FPlane`, :class:`BetaPlane` or :class:`SphereCoriolis`; None for no rotation.
 
@@ -86,10 +98,11 @@ class ShallowWater(nn.Module):
             raise ValueError(f"r must be non-negative, got {r}")
         self.grid, self.coriolis = grid, coriolis
         self.log_g, self.log_H = log_parameter(g, "g"), log_parameter(H, "H")
-        self.r = nn.Parameter(torch.tensor(float(r)))
+        register_scaled(self, "r", r, DRAG)
 
     g = Positive()
     H = Positive()
+    r = Scaled()
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         grid = self.grid

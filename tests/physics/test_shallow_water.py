@@ -135,7 +135,7 @@ def test_gradcheck_wrt_state_and_parameters(float64, make):
     def f(y, *ps):
         return functional_call(model, dict(zip(names, ps, strict=True)), (torch.tensor(0.0), y))
 
-    assert {"log_g", "log_H", "r"} < set(names)
+    assert {"log_g", "log_H", "scaled_r"} < set(names)
     assert gradcheck(f, (state, *params))
 
 
