@@ -15,7 +15,7 @@ from hybrid.dynamics import HybridField, rollout
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
 from hybrid.physics.grid import rebuild_grid
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import physical_parameters, stored_parameter
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,8 +49,12 @@ class HybridModule(pl.LightningModule):
         rtol, atol: tolerances of adaptive methods.
         step_size: largest fixed step (s); default the data step.
         adjoint: back-propagate with the adjoint method.
-        freeze_physics: keep the prior's parameters fixed (known physics).
+        freeze_physics: keep the prior's parameters fixed (known physics): ``True`` for all, or
+            a list of physical names (``[r]``, ``[g, coriolis.f0]``) for some.
         optimizer: optimiser factory, called with the trainable parameters.
+        physics_lr: learning rate of the prior's parameters, when it should differ from the
+            optimiser's (which then applies to the network): physical parameters often tolerate,
+            and need, a larger rate than the network's weights.
     """
 
     def __init__(
@@ -64,8 +68,9 @@ class HybridModule(pl.LightningModule):
         atol: float = 1e-8,
         step_size: float | None = None,
         adjoint: bool = False,
-        freeze_physics: bool = False,
+        freeze_physics: bool | list[str] = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
+        physics_lr: float | None = None,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # modules in hparams are on purpose: the CLI's class_paths
@@ -75,8 +80,13 @@ class HybridModule(pl.LightningModule):
         self.objective = objective or default_objective(physics, correction)
         self.objective.check(physics, correction)
         self.field = HybridField(physics, correction)
-        if freeze_physics and physics is not None:
+        if freeze_physics is True and physics is not None:
             physics.requires_grad_(False)
+        elif freeze_physics:
+            if physics is None:
+                raise ValueError("freeze_physics names parameters, but there is no prior")
+            for name in freeze_physics:
+                stored_parameter(physics, name).requires_grad_(False)
         self.solver = {
             "method": method,
             "rtol": rtol,
@@ -84,7 +94,9 @@ class HybridModule(pl.LightningModule):
             "step_size": step_size,
             "adjoint": adjoint,
         }
-        self.optimizer = optimizer
+        if physics_lr is not None and not physics_lr > 0:
+            raise ValueError(f"physics_lr must be positive, got {physics_lr}")
+        self.optimizer, self.physics_lr = optimizer, physics_lr
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.register_buffer("active", torch.ones(0), persistent=False)  # [*grid] loss mask
@@ -218,7 +230,15 @@ class HybridModule(pl.LightningModule):
                     self.log(f"physics/{name}", float(value), sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer([p for p in self.parameters() if p.requires_grad])
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if self.physics_lr is None or self.physics is None:
+            return self.optimizer(trainable)
+        prior = {id(p) for p in self.physics.parameters()}
+        groups = [
+            {"params": [p for p in trainable if id(p) not in prior]},
+            {"params": [p for p in trainable if id(p) in prior], "lr": self.physics_lr},
+        ]
+        return self.optimizer([g for g in groups if g["params"]])
 
 
 def _drop_links_not_accepted(hparams: dict, **parts: nn.Module | None) -> None:

@@ -166,3 +166,54 @@ def test_nan_keeps_the_last_good_checkpoint(tiny_nc, tmp_path):
         trainer.fit(model, dm)
     good = HybridModule.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=False)
     assert all(torch.isfinite(p).all() for p in good.parameters())
+
+
+def test_physics_lr_gives_the_prior_its_own_learning_rate():
+    prior, net = FrictionlessPendulum(), MLP(2, hidden=8)
+    model = HybridModule(prior, net, physics_lr=0.5, optimizer=lambda p: torch.optim.Adam(p, 1e-3))
+    groups = model.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 0.5]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in prior.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in net.parameters()}
+    frozen = HybridModule(
+        FrictionlessPendulum(), MLP(2, hidden=8), physics_lr=0.5, freeze_physics=True
+    )
+    assert len(frozen.configure_optimizers().param_groups) == 1  # no empty group for the prior
+    with pytest.raises(ValueError, match="physics_lr must be positive"):
+        HybridModule(FrictionlessPendulum(), physics_lr=0.0)
+
+
+def test_physics_lr_moves_the_prior_faster():
+    """One SGD step: the prior's parameters move by ``physics_lr × grad``, the network's by
+    ``lr × grad`` (plain SGD makes the step exactly proportional to the rate)."""
+    steps = {}
+    for physics_lr in (None, 10.0):
+        pl.seed_everything(0, verbose=False)
+        model = HybridModule(
+            DampedPendulum(omega0_sq=0.5),
+            MLP(2, hidden=8),
+            objective=NaiveSum(),
+            physics_lr=physics_lr,
+            optimizer=lambda p: torch.optim.SGD(p, lr=1e-3),
+        )
+        before = model.physics.log_omega0_sq.detach().clone()
+        opt = model.configure_optimizers()
+        loss = model.physics(None, torch.ones(3, 2)).pow(2).sum()
+        loss.backward()
+        opt.step()
+        steps[physics_lr] = float(model.physics.log_omega0_sq.detach() - before)
+    assert steps[10.0] == pytest.approx(1e4 * steps[None], rel=1e-5)
+
+
+def test_freeze_physics_by_name_holds_only_those_parameters():
+    from hybrid.physics.grid import Grid
+    from hybrid.physics.shallow_water import FPlane, ShallowWater
+
+    prior = ShallowWater(Grid.regular_box(8, 8, 5e4), r=1e-6, coriolis=FPlane())
+    HybridModule(prior, freeze_physics=["g", "r"])
+    trainable = {n for n, p in prior.named_parameters() if p.requires_grad}
+    assert trainable == {"log_H", "coriolis.scaled_f0"}
+    with pytest.raises(ValueError, match=r"no parameter 'gravity'; it has: g, H, r, coriolis.f0"):
+        HybridModule(
+            ShallowWater(Grid.regular_box(8, 8, 5e4), coriolis=FPlane()), freeze_physics=["gravity"]
+        )
