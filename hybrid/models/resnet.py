@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, position_channels, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
 
 
 class ResidualBlock(nn.Module):
-    """``h + conv(relu(conv(relu(h))))`` with geometry-following padding."""
+    """``h + conv(σ(conv(σ(h))))`` with geometry-following padding."""
 
-    def __init__(self, hidden: int, periodic: tuple[bool, bool]) -> None:
+    def __init__(self, hidden: int, periodic: tuple[bool, bool], activation: str = "gelu") -> None:
         super().__init__()
         self.conv1 = GridConv2d(hidden, hidden, periodic)
         self.conv2 = GridConv2d(hidden, hidden, periodic)
+        self.act = make_activation(activation)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h + self.conv2(F.relu(self.conv1(F.relu(h))))
+        return h + self.conv2(self.act(self.conv1(self.act(h))))
 
 
 class ResNet(nn.Module):
@@ -39,6 +40,8 @@ class ResNet(nn.Module):
         coords: also feed the position (:func:`position_channels`), so the correction can depend
             on where it is (a local source, a coast) and not only on the local state. Needs
             ``grid``; the net is then no longer shift-equivariant.
+        activation: ``"gelu"`` (default), ``"silu"``, ``"tanh"`` or ``"relu"`` (which can die:
+            see :func:`hybrid.models.activations.activation`).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ResNet(nn.Module):
         blocks: int = 2,
         grid: Grid | None = None,
         coords: bool = False,
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         for name, value in {"channels": channels, "hidden": hidden, "blocks": blocks}.items():
@@ -63,7 +67,10 @@ class ResNet(nn.Module):
         self.scaler = ChannelScaler(channels, -3)
         n_extra = 0 if positions is None else positions.shape[0]
         self.lift = GridConv2d(channels + n_extra, hidden, self.periodic)
-        self.blocks = nn.Sequential(*(ResidualBlock(hidden, self.periodic) for _ in range(blocks)))
+        self.act = make_activation(activation)
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(hidden, self.periodic, activation) for _ in range(blocks))
+        )
         self.head = GridConv2d(hidden, channels, self.periodic)
         zero_init(self.head)
 
@@ -71,7 +78,7 @@ class ResNet(nn.Module):
         """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
         if self.positions is not None:
             z = torch.cat([z, self.positions.to(z).expand(z.shape[0], -1, -1, -1)], dim=1)
-        return self.head(F.relu(self.blocks(self.lift(z))))
+        return self.head(self.act(self.blocks(self.lift(z))))
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""

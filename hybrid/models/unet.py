@@ -6,21 +6,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
 
 
 class ConvBlock(nn.Module):
-    """``relu(conv(relu(conv(x))))`` with geometry-following padding."""
+    """``σ(conv(σ(conv(x))))`` with geometry-following padding."""
 
-    def __init__(self, in_channels: int, out_channels: int, periodic: tuple[bool, bool]) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        periodic: tuple[bool, bool],
+        activation: str = "gelu",
+    ) -> None:
         super().__init__()
+        self.act = make_activation(activation)
         self.conv1 = GridConv2d(in_channels, out_channels, periodic)
         self.conv2 = GridConv2d(out_channels, out_channels, periodic)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.act(self.conv2(self.act(self.conv1(x))))
 
 
 class UNet(nn.Module):
@@ -38,10 +46,17 @@ class UNet(nn.Module):
         levels: number of poolings; ``ny`` and ``nx`` must be divisible by ``2**levels``.
         grid: geometry giving the periodic axes and the ``active`` mask (inactive cells are
             read as 0 and get a zero tendency); default fully periodic and unmasked.
+        activation: ``"gelu"`` (default), ``"silu"``, ``"tanh"`` or ``"relu"`` (which can die:
+            see :func:`hybrid.models.activations.activation`).
     """
 
     def __init__(
-        self, channels: int, hidden: int = 32, levels: int = 2, grid: Grid | None = None
+        self,
+        channels: int,
+        hidden: int = 32,
+        levels: int = 2,
+        grid: Grid | None = None,
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         for name, value in {"channels": channels, "hidden": hidden, "levels": levels}.items():
@@ -56,9 +71,13 @@ class UNet(nn.Module):
         self.scaler = ChannelScaler(channels, -3)
         widths = [hidden * 2**level for level in range(levels + 1)]
         p, w_in = self.periodic, [channels] + widths[:-1]
-        self.down = nn.ModuleList(ConvBlock(a, b, p) for a, b in zip(w_in, widths, strict=True))
+        self.down = nn.ModuleList(
+            ConvBlock(a, b, p, activation) for a, b in zip(w_in, widths, strict=True)
+        )
         coarse, fine = widths[:0:-1], widths[-2::-1]  # up path, coarsest first
-        self.up = nn.ModuleList(ConvBlock(a + b, b, p) for a, b in zip(coarse, fine, strict=True))
+        self.up = nn.ModuleList(
+            ConvBlock(a + b, b, p, activation) for a, b in zip(coarse, fine, strict=True)
+        )
         self.head = GridConv2d(hidden, channels, p)
         zero_init(self.head)
 

@@ -241,3 +241,24 @@ def test_position_channels_let_the_resnet_depend_on_where_it_is():
         assert bool(out.std() > 1e-6) is varies
     with pytest.raises(ValueError, match="coords=True needs the grid"):
         ResNet(1, coords=True)
+
+
+@pytest.mark.parametrize("activation, alive", [("relu", False), ("gelu", True), ("silu", True)])
+def test_a_net_pushed_negative_dies_only_with_relu(activation, alive):
+    """Every hidden unit at -2 on all data (what one large early step can do): the head of a ReLU
+    net then gets no input and no gradient, so the correction stays zero for good; GELU and SiLU
+    still pass a gradient."""
+    net = ResNet(1, hidden=4, blocks=1, activation=activation)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.lift.conv.bias.fill_(-2.0)
+    net(None, torch.randn(2, 1, 8, 8)).sum().backward()
+    head_grad = net.head.conv.weight.grad.abs().sum()
+    assert (head_grad > 0) == alive
+
+
+def test_unknown_activation_is_a_clear_error():
+    for make in (lambda: ResNet(1, activation="swish"), lambda: MLP(2, activation="swish")):
+        with pytest.raises(ValueError, match="unknown activation 'swish'"):
+            make()
