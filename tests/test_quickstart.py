@@ -94,3 +94,20 @@ def test_aphynity_keeps_the_physics_where_the_naive_sum_loses_it(tmp_path):
     assert naive["parameter_error"]["velocity.u"] > 0.2
     assert naive["correction_norm"] > 2.5 * aphynity["correction_norm"]
     assert aphynity["rmse"]["model"][-1] < 0.2 * naive["rmse"]["model"][-1]
+
+
+def test_quickstart_refuses_to_replace_results_unasked(tmp_path):
+    """An existing output folder is left as it was (exit 1, one message); a bad option exits 2."""
+    out = tmp_path / "qs"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    run = subprocess.run(
+        ["bash", "scripts/quickstart.sh", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert "exists; pass --overwrite" in run.stderr
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]
+    run = subprocess.run(
+        ["bash", "scripts/quickstart.sh", "--force"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "unknown option --force" in run.stderr
