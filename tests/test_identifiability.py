@@ -20,14 +20,6 @@ from hybrid.physics.grid import Grid
 from hybrid.physics.pendulum import ALPHA, OMEGA0_SQ, DampedPendulum, FrictionlessPendulum
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _random_fields(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
     """Smooth random periodic fields ``[n, 1, size, size]``."""
     g = torch.Generator().manual_seed(seed)
