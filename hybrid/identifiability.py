@@ -70,6 +70,8 @@ def least_norm_parameters(
         raise ValueError(
             f"states {tuple(states.shape)} and tendency {tuple(tendency.shape)} differ"
         )
+    if not (torch.isfinite(states).all() and torch.isfinite(tendency).all()):
+        raise ValueError("states and tendency must be finite (mask or drop missing values first)")
     model = copy.deepcopy(prior).double()
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     theta = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

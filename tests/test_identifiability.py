@@ -135,5 +135,7 @@ def test_bad_inputs_are_refused():
     y = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="differ"):
         least_norm_parameters(FrictionlessPendulum(), y, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="must be finite"):
+        least_norm_parameters(FrictionlessPendulum(), y, torch.full((4, 2), float("nan")))
     with pytest.raises(ValueError, match="trainable scalars"):
         least_norm_parameters(MLP(2, hidden=16), y, y)
