@@ -60,7 +60,8 @@ def test_aphynity_keeps_the_physics_where_the_naive_sum_loses_it(tmp_path):
     the missing source, ``mean S² = A²/4`` over the grid (the least-norm split, within 1.5 % of the
     truth on these data: ``tests/test_identifiability.py``).
 
-    Measured: see NOTES.md (~20 min on 2 cores)."""
+    Measured (seed 0): APHYNITY κ 2.3 %, u 0.46 %, v 0.08 % off, ‖F_a‖² 0.92x the source's;
+    NaiveSum κ 15.6 %, u 47 %, v 47 % off, ‖F_a‖² 52x APHYNITY's (~28 min on 2 cores)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     data = tmp_path / "data"
     for split in ("train", "test"):
