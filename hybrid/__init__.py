@@ -1,14 +1,22 @@
-"""hybrid: forecast physical dynamics with known physics plus a learned correction."""
+"""hybrid: forecast physical dynamics with known physics plus a learned correction.
 
-import os
+The re-exports are resolved on first use (PEP 562), so ``import hybrid.cli`` does not load torch
+before the command has set up its environment.
+"""
 
-# OpenMP threads that spin while waiting stall badly when another process shares the cores (a
-# training step measured 2.8x slower on a loaded 2-core machine, scripts/bench_train.py); let them
-# sleep instead, unless the user chose. Must be set before torch starts OpenMP.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import importlib
 
-from hybrid.dynamics import HybridField, rollout
-from hybrid.physics.grid import Grid
+_EXPORTS = {
+    "Grid": "hybrid.physics.grid",
+    "HybridField": "hybrid.dynamics",
+    "rollout": "hybrid.dynamics",
+}
 
-__all__ = ["Grid", "HybridField", "rollout"]
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hybrid' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

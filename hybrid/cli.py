@@ -1,13 +1,15 @@
-"""The ``hybrid`` command: ``fit|validate|test|predict`` (LightningCLI) and ``simulate``.
+"""The ``hybrid`` command: ``fit|validate|test|predict`` (LightningCLI), ``evaluate``, ``simulate``
+and ``sample``, all parsed by jsonargparse from typed signatures (one help style, ``--config``
+files and ``--print_config`` everywhere).
 
 The only module that imports ``lightning.pytorch.cli``. Priors and networks are injected by
-``class_path`` (a user's own prior in their own package works unchanged); the grid and channel
-count are read from the data and linked into them, so nobody types ``dx``.
+``class_path`` (a user's own prior in their own package works unchanged); those that take a
+``grid`` get the data's grid from :class:`~hybrid.train.HybridModule`, so nobody types ``dx``.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,37 +17,112 @@ from pathlib import Path
 USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, PermissionError)
 
 
-def _simulate_parser() -> argparse.ArgumentParser:
-    from hybrid.data.protocols import DATASETS
+def simulate(
+    dataset: str,
+    *,
+    output: Path,
+    split: str = "train",
+    n_samples: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    plot: bool = True,
+) -> None:
+    """Simulate a dataset by its protocol to CF NetCDF, with a PNG preview beside it.
 
-    p = argparse.ArgumentParser(
-        prog="hybrid simulate", description="Simulate a dataset by its protocol to CF NetCDF."
-    )
-    p.add_argument("dataset", choices=sorted(DATASETS))
-    p.add_argument("--split", choices=("train", "test"), default="train")
-    p.add_argument("--output", "-o", type=Path, required=True, help="NetCDF file to write")
-    p.add_argument("--n-samples", type=int, default=None, help="default: the protocol's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG beside the output")
-    return p
-
-
-def simulate_main(argv: Sequence[str]) -> None:
-    """``hybrid simulate DATASET --output FILE.nc``: writes FILE.nc and FILE.png."""
+    Args:
+        dataset: protocol name (``hybrid.data.protocols.DATASETS``: pendulum, advection_diffusion…).
+        output: NetCDF file to write.
+        split: ``train`` or ``test``.
+        n_samples: trajectories (default: the protocol's).
+        seed: random seed of the initial conditions.
+        overwrite: replace an existing output.
+        plot: also write ``OUTPUT.png``.
+    """
     from hybrid.data.io import write_netcdf
-    from hybrid.data.protocols import build
+    from hybrid.data.protocols import DATASETS, build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
-    args = _simulate_parser().parse_args(argv)
-    if args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
-    ds = simulate_dataset(build(args.dataset), args.split, seed=args.seed, n_samples=args.n_samples)
-    write_netcdf(ds, args.output, overwrite=args.overwrite)
-    print(f"wrote {args.output} ({dict(ds.sizes)})")
-    if not args.no_plot:
-        print(f"wrote {plot_dataset(ds, args.output.with_suffix('.png'))}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
+    ds = simulate_dataset(build(dataset), split, seed=seed, n_samples=n_samples)
+    write_netcdf(ds, output, overwrite=overwrite)
+    print(f"wrote {output} ({dict(ds.sizes)})")
+    if plot:
+        print(f"wrote {plot_dataset(ds, output.with_suffix('.png'))}")
+
+
+def evaluate(
+    *,
+    ckpt_path: Path,
+    output: Path,
+    data_path: str | None = None,
+    lead_steps: int | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> None:
+    """Forecast from every test start over all leads, score against the baselines, and write
+    ``metrics.json``, ``metrics.nc``, ``forecast.nc``, ``summary.md`` and plots into OUTPUT.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: folder to write (built beside it and renamed at the end).
+        data_path: NetCDF file(s) to evaluate on (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output folder.
+    """
+    from hybrid.evaluate import evaluate as run
+
+    report = run(
+        ckpt_path,
+        output,
+        data_path=data_path,
+        lead_steps=lead_steps,
+        batch_size=batch_size,
+        overwrite=overwrite,
+    )
+    print((Path(output) / "summary.md").read_text())
+    print(f"model beats (every lead after the first): {report['model_beats']}")
+    print(f"wrote {output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
+
+
+def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
+    """Copy a real climate file shipped on PyPI (``ostia``: OSTIA monthly SST).
+
+    Args:
+        name: sample name.
+        output: NetCDF file to write.
+        overwrite: replace an existing output.
+    """
+    from hybrid.data.samples import copy_sample
+
+    print(f"wrote {copy_sample(name, output, overwrite=overwrite)}")
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "simulate": simulate,
+    "evaluate": evaluate,
+    "sample": sample,
+}
+LIGHTNING = ("fit", "validate", "test", "predict")
+
+
+def function_main(name: str, argv: Sequence[str]) -> None:
+    """Parse ``argv`` against the signature of ``COMMANDS[name]`` and call it."""
+    from jsonargparse import ArgumentParser
+
+    func = COMMANDS[name]
+    parser = ArgumentParser(prog=f"hybrid {name}", description=func.__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="config", help="YAML file of these arguments")
+    parser.add_function_arguments(func, as_positional=True)
+    cfg = parser.parse_args(list(argv))
+    func(**{k: v for k, v in vars(cfg).items() if k not in ("config", "__path__")})
 
 
 def lightning_main(argv: Sequence[str], *, run: bool = True):
@@ -54,102 +131,38 @@ def lightning_main(argv: Sequence[str], *, run: bool = True):
     With ``run=False`` (no subcommand in ``argv``), only builds and returns the CLI: its
     ``model``, ``datamodule`` and ``trainer`` as the config makes them (used by scripts).
     """
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
     from hybrid.data.datamodule import TrajectoryDataModule
-    from hybrid.physics.grid import rebuild_grid
     from hybrid.train import HybridModule
 
-    class HybridCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            for part in ("physics", "correction"):  # silently skipped where a class has no grid
-                parser.link_arguments(
-                    "data.grid", f"model.{part}.init_args.grid", apply_on="instantiate"
-                )
-
-        def instantiate_classes(self) -> None:
-            # Lightning writes each linked grid into the model's hparams even where that part is
-            # None (a TypeError in `_set_dict_nested`): give it a slot; HybridModule drops it.
-            self._dump_config()
-            model = self.config_dump.get("model") or {}
-            for part in ("physics", "correction"):
-                if model.get(part) is None:
-                    model[part] = {"init_args": {}}
-            super().instantiate_classes()
-
-    with torch.serialization.safe_globals([rebuild_grid]):  # --ckpt_path resumes
-        return HybridCLI(
-            HybridModule,
-            TrajectoryDataModule,
-            args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
-            trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True)]},
-            auto_configure_optimizers=False,
-            run=run,
-        )
-
-
-def evaluate_main(argv: Sequence[str]) -> None:
-    """``hybrid evaluate --ckpt_path RUN.ckpt --output DIR``: metrics, forecasts and plots."""
-    from hybrid.evaluate import evaluate
-
-    p = argparse.ArgumentParser(prog="hybrid evaluate", description=evaluate_main.__doc__)
-    p.add_argument("--ckpt_path", required=True, help="checkpoint of a `hybrid fit` run")
-    p.add_argument("--output", "-o", type=Path, required=True, help="folder to write")
-    p.add_argument(
-        "--data.path",
-        dest="data_path",
-        default=None,
-        help="NetCDF to evaluate on (default: the run's test data)",
+    return LightningCLI(
+        HybridModule,
+        TrajectoryDataModule,
+        args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
+        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True)]},
+        auto_configure_optimizers=False,
+        run=run,
     )
-    p.add_argument("--lead_steps", type=int, default=None, help="default: the run's eval window")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    args = p.parse_args(argv)
-    report = evaluate(
-        args.ckpt_path,
-        args.output,
-        data_path=args.data_path,
-        lead_steps=args.lead_steps,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-    )
-    print((args.output / "summary.md").read_text())
-    print(f"model beats (every lead after the first): {report['model_beats']}")
-    print(f"wrote {args.output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
-
-
-def sample_main(argv: Sequence[str]) -> None:
-    """``hybrid sample ostia --output FILE.nc``: copy a real climate file shipped on PyPI."""
-    from hybrid.data.samples import SAMPLES, copy_sample
-
-    p = argparse.ArgumentParser(prog="hybrid sample", description=sample_main.__doc__)
-    p.add_argument("name", choices=sorted(SAMPLES))
-    p.add_argument("--output", "-o", type=Path, required=True)
-    p.add_argument("--overwrite", action="store_true")
-    args = p.parse_args(argv)
-    print(f"wrote {copy_sample(args.name, args.output, overwrite=args.overwrite)}")
-
-
-COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
-    "simulate": simulate_main,
-    "sample": sample_main,
-    "evaluate": evaluate_main,
-}
-LIGHTNING = ("fit", "validate", "test", "predict")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``hybrid`` console script and ``python -m hybrid``."""
+    # OpenMP threads that spin while waiting stall badly when another process shares the cores
+    # (a training step measured 2.8x slower on a loaded 2-core machine); let them sleep, unless
+    # the user chose. Set by the command, not on import: a library must not change its host.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from hybrid.train import NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*COMMANDS, *LIGHTNING, "-h", "--help"):
+    if not argv or argv[0] not in (*COMMANDS, *LIGHTNING):
         names = ",".join((*LIGHTNING, *COMMANDS))
-        sys.exit(f"usage: hybrid {{{names}}} ...  (got {argv[:1] or 'nothing'})")
-    run = COMMANDS.get(argv[0])
+        sys.exit(f"usage: hybrid {{{names}}} ... [-h]  (got {argv[:1] or 'nothing'})")
     try:
-        run(argv[1:]) if run else lightning_main(argv)
+        if argv[0] in COMMANDS:
+            function_main(argv[0], argv[1:])
+        else:
+            lightning_main(argv)
     except (*USER_ERRORS, NonFiniteLossError) as err:
         sys.exit(f"hybrid {argv[0]}: error: {err}")

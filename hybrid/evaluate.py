@@ -8,26 +8,26 @@ Writes into ``DIR`` (atomically: built in a temporary folder beside it, then ren
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 import xarray as xr
+from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from hybrid import metrics
-from hybrid.data.datamodule import TrajectoryDataModule, load_trajectories
-from hybrid.data.io import grid_from_dataset, open_trajectories, spatial_dims, time_axis
+from hybrid.data.datamodule import TrajectoryDataModule
+from hybrid.data.io import spatial_dims
 from hybrid.data.trajectories import season_of
 from hybrid.data.windows import TrajectoryWindows
-from hybrid.dynamics import HybridField, rollout
 from hybrid.physics.parameters import physical_parameters
 from hybrid.train import HybridModule
 
@@ -43,29 +43,69 @@ class Forecasts:
     starts: list[tuple[int, int]]
 
 
-def test_windows(
-    model_data: dict, data_path: str | None, lead_steps: int | None
-) -> tuple[TrajectoryWindows, xr.Dataset, xr.DataArray]:
-    """The evaluation windows: all of ``data_path`` (or of the run's ``test_path``), else the
-    run's own test split; ``lead_steps + 1`` frames each (default: the run's eval window).
-    Also the dataset and the dates of the windows' frame axis."""
-    variables = model_data["variables"]
-    window = (
-        (lead_steps + 1) if lead_steps else (model_data.get("eval_window") or model_data["window"])
-    )
-    path = data_path or model_data.get("test_path")
-    if path:
-        ds = open_trajectories(path, variables)
-        y, valid = load_trajectories(ds, variables)
-        t = torch.as_tensor(time_axis(ds["time"]))
-        return TrajectoryWindows(y, t, window, 1, valid), ds, ds["time"]
-    accepted = inspect.signature(TrajectoryDataModule).parameters  # hparams carry CLI keys too
-    settings = {k: v for k, v in model_data.items() if k in accepted}
-    dm = TrajectoryDataModule(**{**settings, "eval_window": window})
-    dm.setup()
+def restore(
+    ckpt_path: str | Path, data_path: str | None, lead_steps: int | None, batch_size: int
+) -> tuple[HybridModule, TrajectoryDataModule]:
+    """The model and its data module as the run saved them (``weights_only`` loads), with the
+    test split on ``data_path`` (all its windows) when given, and windows of ``lead_steps + 1``
+    frames when given."""
+    if not Path(ckpt_path).exists():
+        raise ValueError(f"{ckpt_path}: no such checkpoint")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if not checkpoint.get("datamodule_hyper_parameters"):
+        raise ValueError(f"{ckpt_path}: no data settings in the checkpoint (not a hybrid fit run)")
+    overrides = {"batch_size": batch_size}
+    if data_path:
+        overrides["test_path"] = data_path
+    if lead_steps:
+        overrides["eval_window"] = lead_steps + 1
+    dm = TrajectoryDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", **overrides)
+    model = HybridModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    return model, dm
+
+
+class ForecastWriter(BasePredictionWriter):
+    """Collects ``predict_step``'s forecasts; at the end of the epoch, holds them as
+    :class:`Forecasts` and writes the model's as CF NetCDF to ``path`` (``forecast.nc``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        windows: TrajectoryWindows,
+        times: xr.DataArray,
+        ds: xr.Dataset,
+        names: list[str],
+    ) -> None:
+        super().__init__(write_interval="epoch")
+        self.path, self.windows, self.times, self.ds, self.names = path, windows, times, ds, names
+        self.forecasts: Forecasts | None = None
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        stacked = {k: torch.cat([p[k] for p in predictions]) for k in predictions[0]}
+        truth = stacked.pop("truth")
+        t = self.windows[0][0].double()  # [L] lead times (s), from 0
+        self.forecasts = Forecasts(truth, stacked, t, list(self.windows.index))
+        forecast_dataset(self.forecasts, self.ds, self.times, self.names).to_netcdf(self.path)
+
+
+def forecast(model: HybridModule, dm: TrajectoryDataModule, path: Path) -> Forecasts:
+    """Roll the model, the prior alone (correction off) and persistence from every test window
+    start through ``trainer.predict``; the model's forecasts are written to ``path``."""
+    dm.setup("predict")
     if "test" not in dm.splits:
-        raise ValueError("the run has no test split: pass --data.path FILE to evaluate on")
-    return dm.splits["test"], dm.dataset, dm.split_times["test"]
+        raise ValueError("the run has no test split: pass --data_path FILE to evaluate on")
+    ds = dm.test_dataset if dm.test_path else dm.dataset
+    writer = ForecastWriter(path, dm.splits["test"], dm.split_times["test"], ds, dm.variables)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[writer],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.predict(model, datamodule=dm, return_predictions=False)
+    return writer.forecasts
 
 
 def climatology_forecast(state: dict, times: xr.DataArray, windows: TrajectoryWindows) -> Tensor:
@@ -74,42 +114,6 @@ def climatology_forecast(state: dict, times: xr.DataArray, windows: TrajectoryWi
     period = torch.from_numpy(season_of(times, state["kind"]))  # [T]
     frames = torch.tensor([s for _, s in windows.index])[:, None] + torch.arange(windows.window)
     return mean[period[frames]].nan_to_num(0.0)
-
-
-def check_compatible(model: HybridModule, ds: xr.Dataset, variables: list[str]) -> None:
-    """The data must have the trained variables on the trained grid."""
-    grid = grid_from_dataset(ds, variables[0])
-    trained = getattr(model.physics, "grid", None) if model.physics is not None else None
-    shape = None if grid is None else tuple(grid.shape)
-    if trained is not None and tuple(trained.shape) != shape:
-        raise ValueError(
-            f"the checkpoint was trained on a {tuple(trained.shape)} grid; the data "
-            f"has {shape} ({spatial_dims(ds[variables[0]])})"
-        )
-    if model.active.numel() and shape != tuple(model.active.shape):
-        raise ValueError(
-            f"the checkpoint was trained on a {tuple(model.active.shape)} grid; the "
-            f"data has {shape}"
-        )
-
-
-@torch.no_grad()
-def forecast(model: HybridModule, windows: TrajectoryWindows, batch_size: int = 64) -> Forecasts:
-    """Roll the model, the prior alone (correction off) and persistence from every window start."""
-    model.eval()
-    physics_only = HybridField(model.physics) if model.physics is not None else None
-    loader = torch.utils.data.DataLoader(windows, batch_size=batch_size)
-    out: dict[str, list[Tensor]] = {"truth": [], "model": [], "persistence": [], "physics": []}
-    for t, y in tqdm(loader, desc="forecasting", unit="batch"):
-        y0 = y[:, 0]
-        out["truth"].append(y)
-        out["model"].append(model(y0, t[0]))
-        out["persistence"].append(y0[:, None].expand_as(y))
-        if physics_only is not None and model.correction is not None:
-            out["physics"].append(rollout(physics_only, y0, t[0], **model.solver))
-    stacked = {k: torch.cat(v) for k, v in out.items() if v}
-    truth = stacked.pop("truth")
-    return Forecasts(truth, stacked, t[0].double(), list(windows.index))
 
 
 def score(
@@ -220,32 +224,45 @@ def metrics_dataset(report: dict) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs={"lead_time_units": "s"})
 
 
-def write_outputs(out: Path, report: dict, fc: xr.Dataset, f: Forecasts, overwrite: bool) -> Path:
-    """Write everything into a temporary folder beside ``out``, then move it into place."""
+def write_outputs(tmp: Path, report: dict, f: Forecasts) -> None:
+    """Everything but ``forecast.nc`` (written by :class:`ForecastWriter`) into ``tmp``."""
     from hybrid import plots
 
+    (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
+    metrics_dataset(report).to_netcdf(tmp / "metrics.nc")
+    plots.plot_error_by_lead(report, tmp / "error_by_lead.png")
+    plots.plot_forecast_maps(
+        f.truth, f.methods["model"], f.t, list(report["variables"]), tmp / "forecast_maps.png"
+    )
+    if report["parameters"]:
+        plots.plot_parameters(report, tmp / "parameters.png")
+    (tmp / "summary.md").write_text(summary_markdown(report))
+
+
+@contextmanager
+def building(out: Path, overwrite: bool):
+    """A temporary folder beside ``out``, moved into place when the block succeeds and removed
+    when it fails; an existing ``out`` is replaced only with ``overwrite``."""
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        (tmp / "metrics.json").write_text(json.dumps(report, indent=2))
-        metrics_dataset(report).to_netcdf(tmp / "metrics.nc")
-        fc.to_netcdf(tmp / "forecast.nc")
-        plots.plot_error_by_lead(report, tmp / "error_by_lead.png")
-        plots.plot_forecast_maps(
-            f.truth, f.methods["model"], f.t, list(report["variables"]), tmp / "forecast_maps.png"
-        )
-        if report["parameters"]:
-            plots.plot_parameters(report, tmp / "parameters.png")
-        (tmp / "summary.md").write_text(summary_markdown(report))
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return out
+
+
+def format_lead(seconds: float) -> str:
+    """A lead time in the largest whole unit that fits: ``10800 -> "3 h"``, ``90 -> "90 s"``."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:.4g} s"
 
 
 def summary_markdown(report: dict) -> str:
@@ -253,7 +270,7 @@ def summary_markdown(report: dict) -> str:
     leads = report["lead_time_s"]
     picks = sorted({1, len(leads) // 2, len(leads) - 1} & set(range(len(leads))))
     lines = [
-        "| method | " + " | ".join(f"RMSE @ {leads[k]:.4g} s" for k in picks) + " |",
+        "| method | " + " | ".join(f"RMSE @ {format_lead(leads[k])}" for k in picks) + " |",
         "| --- |" + " --- |" * len(picks),
     ]
     for m, r in report["rmse"].items():
@@ -275,38 +292,33 @@ def summary_markdown(report: dict) -> str:
 
 
 def evaluate(
-    ckpt_path: str,
-    output: str,
+    ckpt_path: str | Path,
+    output: str | Path,
     *,
     data_path: str | None = None,
     lead_steps: int | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint; returns the ``metrics.json`` report."""
-    if not Path(ckpt_path).exists():
-        raise ValueError(f"{ckpt_path}: no such checkpoint")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    model_data = checkpoint.get("datamodule_hyper_parameters")
-    clim_state = checkpoint.get(TrajectoryDataModule.__qualname__) or {}
-    if not model_data:
-        raise ValueError(f"{ckpt_path}: no data settings in the checkpoint (not a hybrid fit run)")
-    model = HybridModule.load_from_checkpoint(ckpt_path, map_location="cpu")
-    windows, ds, times = test_windows(model_data, data_path, lead_steps)
-    names = list(model_data["variables"])
-    check_compatible(model, ds, names)
-    f = forecast(model, windows, batch_size)
-    clim = climatology_forecast(clim_state, times, windows) if clim_state else None
-    if clim is not None:
-        f.methods["climatology"] = clim
-    weights = metrics.cell_weights(grid_from_dataset(ds, names[0]))
-    report = {
-        "lead_time_s": f.t.tolist(),
-        **score(f, weights, names, clim),
-        **parameters_report(model, ds.attrs),
-        **correction_size(model, f.truth),
-        "n_forecasts": len(f.starts),
-    }
-    report["model_beats"] = beats(report["rmse"])
-    write_outputs(Path(output), report, forecast_dataset(f, ds, times, names), f, overwrite)
+    """Evaluate a checkpoint into the folder ``output``; returns the ``metrics.json`` report."""
+    out = Path(output)
+    if out.exists() and not overwrite:  # before any work
+        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
+    with building(out, overwrite) as tmp:
+        f = forecast(model, dm, tmp / "forecast.nc")
+        windows, times = dm.splits["test"], dm.split_times["test"]
+        clim = climatology_forecast(dm.climatology, times, windows) if dm.climatology else None
+        if clim is not None:
+            f.methods["climatology"] = clim
+        ds = dm.test_dataset if dm.test_path else dm.dataset
+        report = {
+            "lead_time_s": f.t.tolist(),
+            **score(f, metrics.cell_weights(dm.grid), dm.variables, clim),
+            **parameters_report(model, ds.attrs),
+            **correction_size(model, f.truth),
+            "n_forecasts": len(f.starts),
+        }
+        report["model_beats"] = beats(report["rmse"])
+        write_outputs(tmp, report, f)
     return report

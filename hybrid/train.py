@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-import math
 import warnings
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from hybrid import metrics
 from hybrid.dynamics import HybridField, rollout
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
-from hybrid.physics.grid import rebuild_grid
+from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
+
+# A prior or network given as a module, or as a class awaiting the data's grid (what the CLI and
+# a checkpoint give: ``class_path`` + ``init_args``; a ``grid`` argument is filled from the data).
+Part = Callable[[Grid], nn.Module] | nn.Module | None
 
 
 class NonFiniteLossError(RuntimeError):
@@ -34,9 +40,16 @@ class HybridModule(pl.LightningModule):
 
     A batch is ``(t, y)`` with ``t``: ``[B, W]`` (identical rows) and ``y``: ``[B, W, C, *grid]``;
     the model integrates from ``y[:, 0]`` along ``t[0]`` and is scored on every frame. The
-    trajectory loss weighs each channel by its inverse variance (from the training data) and
-    ignores inactive cells; ``correction_sq`` is the mean squared norm of ``F_a`` along the true
-    states, each channel in units of its tendency's spread.
+    trajectory loss is the metrics' MSE (:func:`hybrid.metrics.mse`: area-weighted over active
+    cells) with each channel weighted by its inverse variance (from the training data);
+    ``correction_sq`` is the mean squared norm of ``F_a`` along the true states, each channel in
+    units of its tendency's spread.
+
+    The parts may be given as modules, or as classes awaiting the data's grid (``class_path`` in a
+    config); those are built in :meth:`configure_model` with the data module's grid passed to
+    each part that takes a ``grid`` argument. The checkpoint then holds only plain data: the
+    parts' ``class_path`` and ``init_args``, and the grid's :meth:`~Grid.description`, whose
+    buffers come back with the state dict, so checkpoints load with ``weights_only=True``.
 
     Args:
         physics: the prior, an ``nn.Module`` with ``forward(t, y)`` (e.g. ``class_path:
@@ -45,6 +58,8 @@ class HybridModule(pl.LightningModule):
         correction: the network ``F_a`` (e.g. ``hybrid.models.ResNet``).
         objective: ``PhysicsOnly``, ``DataOnly``, ``NaiveSum`` or ``Aphynity`` (default: APHYNITY
             for a hybrid, the plain fit otherwise).
+        grid: the data's grid as :meth:`Grid.description` gives it; filled in by ``fit`` and read
+            back from checkpoints (not for users to type).
         method: torchdiffeq method (fixed-step ``rk4`` sub-steps at the prior's stable step).
         rtol, atol: tolerances of adaptive methods.
         step_size: largest fixed step (s); default the data step.
@@ -59,10 +74,11 @@ class HybridModule(pl.LightningModule):
 
     def __init__(
         self,
-        physics: nn.Module | None = None,
-        correction: nn.Module | None = None,
+        physics: Part = None,
+        correction: Part = None,
         objective: TrajectoryFit | None = None,
         *,
+        grid: dict | None = None,
         method: str = "rk4",
         rtol: float = 1e-6,
         atol: float = 1e-8,
@@ -73,20 +89,15 @@ class HybridModule(pl.LightningModule):
         physics_lr: float | None = None,
     ) -> None:
         super().__init__()
-        with warnings.catch_warnings():  # modules in hparams are on purpose: the CLI's class_paths
+        with warnings.catch_warnings():  # modules given as objects are dropped just below
             warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
             self.save_hyperparameters()
-        _drop_links_not_accepted(self.hparams, physics=physics, correction=correction)
+        keep_plain(self.hparams)
+        if physics_lr is not None and not physics_lr > 0:
+            raise ValueError(f"physics_lr must be positive, got {physics_lr}")
         self.objective = objective or default_objective(physics, correction)
         self.objective.check(physics, correction)
-        self.field = HybridField(physics, correction)
-        if freeze_physics is True and physics is not None:
-            physics.requires_grad_(False)
-        elif freeze_physics:
-            if physics is None:
-                raise ValueError("freeze_physics names parameters, but there is no prior")
-            for name in freeze_physics:
-                stored_parameter(physics, name).requires_grad_(False)
+        self.parts, self.freeze = {"physics": physics, "correction": correction}, freeze_physics
         self.solver = {
             "method": method,
             "rtol": rtol,
@@ -94,12 +105,40 @@ class HybridModule(pl.LightningModule):
             "step_size": step_size,
             "adjoint": adjoint,
         }
-        if physics_lr is not None and not physics_lr > 0:
-            raise ValueError(f"physics_lr must be positive, got {physics_lr}")
         self.optimizer, self.physics_lr = optimizer, physics_lr
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
-        self.register_buffer("active", torch.ones(0), persistent=False)  # [*grid] loss mask
+        self.grid: Grid | None = None
+        self.field: HybridField | None = None
+        if grid is not None or not any(map(_awaits_grid, self.parts.values())):
+            self.build(None if grid is None else Grid.from_description(grid))
+
+    def build(self, grid: Grid | None) -> None:
+        """Make the field from the parts, giving ``grid`` to each part built here that takes
+        one; apply ``freeze_physics``."""
+        self.grid = grid
+        self.hparams["grid"] = None if grid is None else grid.description()
+        physics, correction = (_build(part, grid) for part in self.parts.values())
+        self.field = HybridField(physics, correction)
+        if self.freeze is True and physics is not None:
+            physics.requires_grad_(False)
+        elif self.freeze:
+            if physics is None:
+                raise ValueError("freeze_physics names parameters, but there is no prior")
+            for name in self.freeze:
+                stored_parameter(physics, name).requires_grad_(False)
+
+    def configure_model(self) -> None:
+        """Build the parts that await the data's grid (Lightning calls this before any stage,
+        and on loading a checkpoint), and check that the model fits the data."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if self.field is None:
+            self.build(None if dm is None else dm.grid)
+        elif self.grid is None and dm is not None and dm.grid is not None:
+            self.grid = dm.grid  # parts given as modules: the loss still weighs by the data's areas
+            self.hparams["grid"] = dm.grid.description()
+        if dm is not None:
+            check_data(self, dm)
 
     @property
     def physics(self) -> nn.Module | None:
@@ -118,71 +157,60 @@ class HybridModule(pl.LightningModule):
             if isinstance(m, ChannelScaler):
                 m.set_statistics(mean, std, tendency_std)
 
-    def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self.trainer is not None else None
-        if dm is None:
-            return
-        if dm.grid is not None:
-            self.active = dm.grid.active.to(self.device)
-        check_channels(self.field, dm)
-        if stage == "fit" and self.channel_weight.numel() == 0:
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        if dm is not None and self.channel_weight.numel() == 0:  # not when resuming
             self.set_statistics(**dm.statistics())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         for name in ("channel_weight", "tendency_std"):  # shapes known only once data were seen
             setattr(self, name, torch.empty_like(checkpoint["state_dict"][name]))
 
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> HybridModule:
-        """Lightning's loader, allowing the grid the CLI linked into the priors' hparams."""
-        with torch.serialization.safe_globals([rebuild_grid]):
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
     # -- maths -----------------------------------------------------------------------------
     def forward(self, y0: Tensor, t: Tensor) -> Tensor:
         """Forecast ``[B, T, C, *grid]`` from ``y0``: ``[B, C, *grid]`` at relative times ``t``."""
         return rollout(self.field, y0, t, **self.solver)
 
-    def _mask(self, y: Tensor) -> Tensor:
-        """``[*grid]`` weights of active cells broadcastable against ``[..., C, *grid]``."""
-        return self.active if self.active.numel() else torch.ones((), device=y.device)
+    def cell_weights(self) -> Tensor | None:
+        """``[*grid]`` area weights of the active cells (:func:`hybrid.metrics.cell_weights`)."""
+        return metrics.cell_weights(self.grid)
+
+    def mse(self, pred: Tensor, y: Tensor) -> Tensor:
+        """The metrics' MSE of ``[B, W, C, *grid]`` forecasts, per frame and channel: ``[W, C]``."""
+        return metrics.mse(pred, y, self.cell_weights())
 
     def trajectory_loss(self, pred: Tensor, y: Tensor) -> Tensor:
-        """Channel-weighted MSE over active cells: ``mean_{b,t,cells} Σ_c w_c (ŷ - y)² / C``."""
-        w = self.channel_weight if self.channel_weight.numel() else torch.ones(y.shape[2])
-        w = w.to(y).view(-1, *[1] * (y.ndim - 3))  # [C, 1, ...]
-        return masked_mean((pred - y) ** 2 * w, self._mask(y))
+        """``L_traj = 1/(W C) Σ_{t,c} w_c MSE[t, c]``, ``w_c = 1/std_c²`` (1 before statistics)."""
+        return self._weigh(self.mse(pred, y))
 
-    def correction_sq(self, y: Tensor) -> Tensor:
-        """``mean ‖F_a(y)‖²`` over the true states ``y``: ``[B, W, C, *grid]`` (per cell, summed
-        over channels in units of each channel's tendency spread), and the same in data units."""
+    def _weigh(self, mse: Tensor) -> Tensor:
+        return (mse * self.channel_weight).mean() if self.channel_weight.numel() else mse.mean()
+
+    def correction_sq(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``‖F_a‖²`` along the true states ``y``: ``[B, W, C, *grid]``, per cell (area-weighted
+        mean) summed over channels, each channel in units of its tendency's spread; and the same
+        in data units."""
         if self.correction is None:
             zero = y.new_zeros(())
             return zero, zero
-        fa = self.correction(None, y)  # [B, W, C, *grid]
-        scale = self.tendency_std if self.tendency_std.numel() else torch.ones(y.shape[2])
-        scale = scale.to(y).view(-1, *[1] * (y.ndim - 3))
-        mask = self._mask(y)
-        n_channels = y.shape[2]
-        return (
-            masked_mean((fa / scale) ** 2, mask) * n_channels,
-            masked_mean(fa**2, mask) * n_channels,
-        )
+        fa_sq = metrics.spatial_mean(self.correction(None, y).square(), self.cell_weights())
+        scale = self.tendency_std if self.tendency_std.numel() else torch.ones_like(fa_sq[0, 0])
+        return (fa_sq / scale.square()).sum(-1).mean(), fa_sq.sum(-1).mean()
 
     # -- Lightning steps -------------------------------------------------------------------
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         t, y = batch  # [B, W], [B, W, C, *grid]
         pred = self(y[:, 0], t[0])
-        traj = self.trajectory_loss(pred, y)
+        mse = self.mse(pred, y)  # [W, C]
+        traj = self._weigh(mse)
         corr, corr_raw = self.correction_sq(y)
         loss = self.objective(traj, corr)
-        mse = masked_mean((pred - y) ** 2, self._mask(y))
         logs = {
             "loss": loss,
             "traj_loss": traj,
             "correction_sq": corr,
             "correction_norm": corr_raw,
-            "mse": mse,
+            "mse": mse.mean(),
         }
         self.log_dict(
             {f"{stage}/{k}": v for k, v in logs.items()},
@@ -190,7 +218,7 @@ class HybridModule(pl.LightningModule):
             prog_bar=False,
             sync_dist=stage != "train",
         )
-        return {"loss": loss, "traj_loss": traj, "pred": pred}
+        return {"loss": loss, "traj_loss": traj, "mse": mse}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         out = self._shared_step(batch, "train")
@@ -209,9 +237,10 @@ class HybridModule(pl.LightningModule):
             self.log("train/lambda", float(self.objective.lambda_))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        out = self._shared_step(batch, "val")
+        rmse = self._shared_step(batch, "val")["mse"].mean(1).sqrt()  # [W] over channels
+        leads = sorted({1, len(rmse) // 2, len(rmse) - 1})
         self.log_dict(
-            rmse_by_lead(out["pred"], batch[1], self._mask(batch[1])),
+            {f"val/rmse_lead_{k}": rmse[k] for k in leads},
             sync_dist=True,
             batch_size=batch[1].shape[0],
         )
@@ -219,9 +248,15 @@ class HybridModule(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
-    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Forecasts ``[B, W, C, *grid]`` from each window's first frame: the model, the prior
+        alone (correction off) when there is a correction, and persistence; with the truth."""
         t, y = batch
-        return self(y[:, 0], t[0])
+        y0 = y[:, 0]
+        out = {"truth": y, "model": self(y0, t[0]), "persistence": y0[:, None].expand_as(y)}
+        if self.physics is not None and self.correction is not None:
+            out["physics"] = rollout(HybridField(self.physics), y0, t[0], **self.solver)
+        return out
 
     def on_validation_epoch_end(self) -> None:
         if self.physics is not None:
@@ -241,44 +276,53 @@ class HybridModule(pl.LightningModule):
         return self.optimizer([g for g in groups if g["params"]])
 
 
-def _drop_links_not_accepted(hparams: dict, **parts: nn.Module | None) -> None:
-    """The CLI links the data's grid into every prior and network; jsonargparse skips classes
-    without a ``grid`` argument, but Lightning still records the value in their hparams, which
-    would break ``load_from_checkpoint``. Drop it there."""
-    for name, module in parts.items():
-        if module is None:  # the CLI's empty slot for the link (hybrid/cli.py)
-            hparams[name] = None
-            continue
-        spec = hparams.get(name)
-        init_args = spec.get("init_args", {}) if isinstance(spec, dict) else {}
-        if "grid" in init_args and "grid" not in inspect.signature(type(module)).parameters:
-            del init_args["grid"]
+def keep_plain(hparams: dict) -> None:
+    """Drop from ``hparams`` what is not plain data (modules or classes given as Python objects
+    rather than by ``class_path``): checkpoints then load with ``weights_only=True``, and such
+    parts are passed again to ``load_from_checkpoint``, as Lightning documents for modules."""
+    for key in [k for k, v in hparams.items() if not _is_plain(v)]:
+        del hparams[key]
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x``: ``[..., C, *grid]`` over all entries on active cells (``mask``: ``[*grid]``
-    of 0/1, or a scalar for ODE states)."""
-    if mask.ndim == 0:
-        return x.mean()
-    return (x * mask).sum() / (mask.sum() * (x.numel() / mask.numel()))
+def _is_plain(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(_is_plain(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_is_plain(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
 
 
-def rmse_by_lead(pred: Tensor, y: Tensor, mask: Tensor) -> dict[str, float]:
-    """Raw RMSE at a few lead times: ``val/rmse_lead_{k}`` for the first, middle and last lead."""
-    leads = sorted({1, y.shape[1] // 2, y.shape[1] - 1})
-    return {
-        f"val/rmse_lead_{k}": math.sqrt(float(masked_mean((pred[:, k] - y[:, k]) ** 2, mask)))
-        for k in leads
-    }
+def _awaits_grid(part: Part) -> bool:
+    return part is not None and not isinstance(part, nn.Module)
 
 
-def check_channels(field: HybridField, dm: pl.LightningDataModule) -> None:
-    """Run the model once on a training window so that a prior or network that does not fit the
-    data's channels fails here, with a message naming both, not deep inside the solver."""
-    t, y = dm.splits["train"][0]
+def _build(part: Part, grid: Grid | None) -> nn.Module | None:
+    """A part as given, or built from its class, with ``grid`` when the class takes one."""
+    if not _awaits_grid(part):
+        return part
+    takes_grid = "grid" in inspect.signature(_target(part)).parameters
+    return part(grid=grid) if takes_grid else part()
+
+
+def _target(factory: Callable) -> Callable:
+    """The class a factory builds (jsonargparse's factories are partials holding the class)."""
+    if isinstance(factory, functools.partial):
+        return next((a for a in factory.args if isinstance(a, type)), factory.func)
+    return factory
+
+
+def check_data(model: HybridModule, dm: pl.LightningDataModule) -> None:
+    """The model must fit the data: the trained grid, and the data's channels (run once on a
+    window, so that a prior or network that does not fit fails here, with a message naming both,
+    not deep inside the solver)."""
+    trained = None if model.grid is None else tuple(model.grid.shape)
+    shape = None if dm.grid is None else tuple(dm.grid.shape)
+    if trained != shape:
+        raise ValueError(f"the checkpoint was trained on a {trained} grid; the data has {shape}")
+    t, y = next(iter(dm.splits.values()))[0]
     try:
         with torch.no_grad():
-            out = field(t[0], y[:1])
+            out = model.field(t[0], y[:1])
     except (RuntimeError, ValueError, IndexError) as err:
         raise ValueError(
             f"the model cannot take the data's state {list(y.shape[1:])} "

@@ -6,7 +6,7 @@ the learned parameters and correction sizes, and draws RMSE against lead time fo
 ``OUTPUT/comparison.png`` (table also in ``OUTPUT/comparison.md``).
 
     python scripts/compare_checkpoints.py --ckpt aphynity=runs/a/last.ckpt sum=runs/b/last.ckpt \\
-        --data.path data/generated/advection_diffusion/test.nc --output runs/compare
+        --data_path data/generated/advection_diffusion/test.nc --output runs/compare
 """
 
 from __future__ import annotations
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", nargs="+", required=True, help="label=path.ckpt ...")
     p.add_argument(
-        "--data.path",
-        dest="data_path",
+        "--data_path",
         default=None,
         help="evaluate all on this file (default: each run's own test data)",
     )
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if len(leads) != 1:
         raise SystemExit(
             "the checkpoints were evaluated on different lead times: pass "
-            "--data.path and --lead_steps so they share the test windows"
+            "--data_path and --lead_steps so they share the test windows"
         )
     text = table(reports)
     (args.output / "comparison.md").write_text(text)

@@ -105,7 +105,7 @@ def test_existing_output_is_kept_unless_asked(run, capsys):
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
         main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
     assert (out / "precious.txt").read_text() == "keep"
-    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out), "--overwrite"])
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out), "--overwrite", "true"])
     assert (out / "metrics.json").exists() and not (out / "precious.txt").exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".eval_keep")]
 
@@ -124,7 +124,7 @@ def test_other_variables_or_grid_exit_with_a_message(run, tmp_path):
                 run["ckpt"],
                 "--output",
                 str(tmp_path / "o"),
-                "--data.path",
+                "--data_path",
                 str(path),
             ]
         )
@@ -140,7 +140,7 @@ def test_other_variables_or_grid_exit_with_a_message(run, tmp_path):
                 run["ckpt"],
                 "--output",
                 str(tmp_path / "o"),
-                "--data.path",
+                "--data_path",
                 str(small),
             ]
         )
@@ -177,7 +177,7 @@ def test_compare_checkpoints_script(run, capsys):
             "--ckpt",
             f"a={run['ckpt']}",
             f"b={run['ckpt']}",
-            "--data.path",
+            "--data_path",
             run["test"],
             "--lead_steps",
             "4",

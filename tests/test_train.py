@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
+from hybrid import metrics
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.models import MLP, ResNet
-from hybrid.objectives import Aphynity, NaiveSum, PhysicsOnly
+from hybrid.objectives import Aphynity, DataOnly, NaiveSum, PhysicsOnly
 from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
+from hybrid.physics.grid import Grid
 from hybrid.physics.pendulum import DampedPendulum, FrictionlessPendulum
-from hybrid.train import HybridModule, NonFiniteLossError, masked_mean
+from hybrid.train import HybridModule, NonFiniteLossError
 
 
 def _trainer(tmp_path, **kw) -> pl.Trainer:
@@ -65,9 +68,15 @@ def test_checkpoint_reloads_to_identical_forecasts(tiny_nc, tmp_path):
     trainer.fit(model, dm)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
-    # Built in Python, the hparams hold the module objects themselves: a trusted pickle. (From the
-    # CLI they hold class_paths and the default weights_only load works: see test_cli.py.)
-    back = HybridModule.load_from_checkpoint(path, weights_only=False)
+    # Built in Python, the modules are not in the hparams (only plain data is: the checkpoint
+    # loads with weights_only=True); they are passed again, as Lightning documents. (From the CLI
+    # the hparams hold their class_paths: see test_cli.py.)
+    assert "physics" not in torch.load(path, weights_only=True)["hyper_parameters"]
+    back = HybridModule.load_from_checkpoint(
+        path,
+        physics=AdvectionDiffusion(dm.grid, kappa=1.0, velocity=ConstantVelocity()),
+        correction=ResNet(1, hidden=4, blocks=1, grid=dm.grid),
+    )
     t, y = dm.splits["val"][0]
     assert torch.equal(model.cpu()(y[None, 0], t), back(y[None, 0], t))
     assert torch.equal(back.tendency_std, model.tendency_std)
@@ -97,13 +106,26 @@ def test_nan_loss_stops_training_with_a_message(tiny_nc, tmp_path):
         _trainer(tmp_path, max_epochs=3).fit(model, dm)
 
 
-def test_masked_mean_counts_active_cells_only():
-    x = torch.ones(2, 3, 1, 4, 4)
-    mask = torch.zeros(4, 4)
-    mask[:2] = 1
-    x[..., 2:, :] = 100.0  # inactive cells carry junk
-    assert masked_mean(x, mask) == 1.0
-    assert masked_mean(torch.arange(4.0), torch.ones(())) == 1.5
+def test_training_loss_is_the_metrics_area_weighted_mse(float64):
+    """On a masked lat-lon grid, ``L_traj`` is the area-weighted MSE over active cells that the
+    evaluation reports, computed here independently in NumPy: Σ cos-weighted errors / Σ weights."""
+    lat, lon = np.linspace(-60, 60, 5), np.arange(0, 360, 45.0)
+    active = np.ones((5, 8), bool)
+    active[1, 2:5] = False  # land
+    grid = Grid.latlon(lat, lon, active=active)
+    model = HybridModule(None, ResNet(2, hidden=4, blocks=1, grid=grid), DataOnly())
+    model.grid = grid  # what `fit` gives it from the data
+    rng = np.random.default_rng(0)
+    pred, y = (torch.from_numpy(rng.normal(size=(3, 4, 2, 5, 8))) for _ in range(2))
+    pred[..., ~torch.from_numpy(active)] = 1e6  # junk on land never counts
+    area = grid.area.numpy() * active
+    err = ((pred - y).numpy() ** 2 * area).sum((-2, -1)) / area.sum()  # [B, W, C]
+    assert float(model.trajectory_loss(pred, y)) == pytest.approx(err.mean(), rel=1e-12)
+    assert float(metrics.mse(pred, y, metrics.cell_weights(grid)).mean()) == pytest.approx(
+        err.mean(), rel=1e-12
+    )
+    cos_weighted = np.cos(np.deg2rad(lat))[:, None] * active  # WeatherBench 2: ∝ cos φ
+    assert area / area.sum() == pytest.approx(cos_weighted / cos_weighted.sum(), rel=2e-3)
 
 
 class _Kill(pl.Callback):
@@ -128,7 +150,7 @@ def _resumable_fit(dm, tmp_path, ckpt_path=None, kill_at=None) -> HybridModule:
     callbacks = [pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
     callbacks += [_Kill(kill_at)] if kill_at is not None else []
     trainer = _trainer(tmp_path, max_epochs=3, callbacks=callbacks, enable_checkpointing=True)
-    trainer.fit(model, dm, ckpt_path=ckpt_path, weights_only=False)  # our own checkpoint
+    trainer.fit(model, dm, ckpt_path=ckpt_path)
     return model
 
 
@@ -140,7 +162,7 @@ def test_killed_run_resumes_to_the_same_parameters(tiny_nc, tmp_path):
     with pytest.raises(RuntimeError, match="killed"):
         _resumable_fit(dm, tmp_path / "cut", kill_at=steps_per_epoch + 2)  # inside epoch 2
     last = tmp_path / "cut" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["epoch"] == 0  # the end of epoch 1 is kept
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of epoch 1 is kept
     resumed = _resumable_fit(dm, tmp_path / "cut", ckpt_path=last)
     for (name, a), b in zip(whole.named_parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name
@@ -164,7 +186,9 @@ def test_nan_keeps_the_last_good_checkpoint(tiny_nc, tmp_path):
     )
     with pytest.raises(NonFiniteLossError, match="training loss became nan"):
         trainer.fit(model, dm)
-    good = HybridModule.load_from_checkpoint(tmp_path / "last.ckpt", weights_only=False)
+    good = HybridModule.load_from_checkpoint(
+        tmp_path / "last.ckpt", physics=DampedPendulum(), correction=MLP(2)
+    )
     assert all(torch.isfinite(p).all() for p in good.parameters())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 
 import lightning.pytorch as pl
 import numpy as np
@@ -99,13 +100,26 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.test_path, self.num_workers = test_path, num_workers
         self.region, self.time_range, self.gap = region, time_range, gap
         self.max_bytes = max_memory_mb * 2**20
-        self.dataset = self._open(path)
-        self.grid: Grid | None = grid_from_dataset(self.dataset, self.variables[0])
         self.channels = len(self.variables)
-        self.dt = float(np.diff(time_axis(self.dataset["time"]))[0])
         self.splits: dict[str, TrajectoryWindows] = {}
         self.split_times: dict[str, xr.DataArray] = {}  # the dates of each split's frames
         self.climatology: dict[str, object] = {}
+
+    @cached_property
+    def dataset(self) -> xr.Dataset:
+        """The training file(s), opened on first use (lazily: large archives stay on disk)."""
+        return self._open(self.path)
+
+    @cached_property
+    def grid(self) -> Grid | None:
+        """The data's grid (``None`` for ODE states); in a test-only ``predict`` setup, the test
+        file's."""
+        return grid_from_dataset(self.dataset, self.variables[0])
+
+    @cached_property
+    def dt(self) -> float:
+        """The data step (s)."""
+        return float(np.diff(time_axis(self.dataset["time"]))[0])
 
     def _open(self, path: str | list[str]) -> xr.Dataset:
         ds = open_trajectories(path, self.variables, region=self.region, time_range=self.time_range)
@@ -135,6 +149,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        if stage == "predict" and self.test_path:  # forecasts on a test file: nothing else read
+            self._setup_test()
+            self.grid = grid_from_dataset(self.test_dataset, self.variables[0])
+            return
         y, valid = load_trajectories(self.dataset, self.variables)
         t = torch.as_tensor(time_axis(self.dataset["time"]))
         for name, (rows, frames) in self._split_indices(*y.shape[:2]).items():
@@ -145,11 +163,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
                 self.splits[name] = TrajectoryWindows(yy, tt, w, stride, vv)
                 self.split_times[name] = self.dataset["time"][frames]
         if self.test_path:
-            ds = self._open(self.test_path)
-            yt, vt = load_trajectories(ds, self.variables)
-            tt = torch.as_tensor(time_axis(ds["time"]))
-            self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
-            self.split_times["test"] = ds["time"]
+            self._setup_test()
         if "train" not in self.splits or len(self.splits["train"]) == 0:
             raise ValueError(f"{self.path}: no training window of {self.window} frames remains")
         dropped = {k: w.n_dropped for k, w in self.splits.items() if w.n_dropped}
@@ -158,6 +172,14 @@ class TrajectoryDataModule(pl.LightningDataModule):
                 "windows left out because they touch a gap (missing frame or value): %s", dropped
             )
         self._fit_climatology(self._split_indices(*y.shape[:2])["train"][1])
+
+    def _setup_test(self) -> None:
+        """The test split: every window of ``test_path``."""
+        ds = self.test_dataset = self._open(self.test_path)
+        yt, vt = load_trajectories(ds, self.variables)
+        tt = torch.as_tensor(time_axis(ds["time"]))
+        self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
+        self.split_times["test"] = ds["time"]
 
     def _fit_climatology(self, frames: slice) -> None:
         """Month- or day-of-year mean of the training period, when it spans two years."""

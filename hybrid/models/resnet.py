@@ -58,8 +58,9 @@ class ResNet(nn.Module):
             if value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
         self.periodic, active = geometry_of(grid)
-        # The mask is geometry from the constructor's grid, not a learned state: not checkpointed.
-        self.register_buffer("active", active, persistent=False)
+        # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
+        # land mask back from the state dict (hybrid.train.HybridModule).
+        self.register_buffer("active", active)
         if coords and grid is None:
             raise ValueError("coords=True needs the grid (its shape and periodic axes)")
         positions = position_channels(grid.shape, self.periodic) if coords else None

@@ -66,8 +66,9 @@ class UNet(nn.Module):
         if self.shape is not None:
             self._check_shape(self.shape)
         self.periodic, active = geometry_of(grid)
-        # The mask is geometry from the constructor's grid, not a learned state: not checkpointed.
-        self.register_buffer("active", active, persistent=False)
+        # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
+        # land mask back from the state dict (hybrid.train.HybridModule).
+        self.register_buffer("active", active)
         self.scaler = ChannelScaler(channels, -3)
         widths = [hidden * 2**level for level in range(levels + 1)]
         p, w_in = self.periodic, [channels] + widths[:-1]

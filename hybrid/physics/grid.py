@@ -75,6 +75,10 @@ def _open_faces(active: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
     return open_
 
 
+# The geometry every factory gives; ``Grid.__init__`` derives the other buffers from it.
+GEOMETRY = ("area", "dx_east", "dy_north", "len_east", "len_north", "y_north", "sin_lat", "tan_lat")
+
+
 class Grid(nn.Module):
     """Geometry buffers of a 2-D finite-volume grid; build it with :meth:`box` or :meth:`latlon`.
 
@@ -215,16 +219,27 @@ class Grid(nn.Module):
         grid.radius = float(radius)
         return grid
 
-    def __reduce__(self):
-        """Pickle as plain tensors and flags, so a grid linked into a prior's hparams loads from a
-        checkpoint with ``torch.load(weights_only=True)`` once :func:`rebuild_grid` is allowed."""
-        state = {
+    def description(self) -> dict:
+        """What a checkpoint needs to rebuild this grid before loading its buffers: plain data
+        (``kind``, ``shape``, ``periodic``, ``radius``), no tensors."""
+        return {
             "kind": self.kind,
-            "periodic": tuple(self.periodic),
-            "radius": self.radius,
-            "buffers": dict(self._buffers),
+            "shape": list(self.shape),
+            "periodic": list(self.periodic),
+            "radius": None if math.isinf(self.radius) else self.radius,
         }
-        return (rebuild_grid, (state,))
+
+    @classmethod
+    def from_description(cls, description: dict) -> Grid:
+        """A grid of the described shape and kind whose geometry is a placeholder (unit cells,
+        all active) until ``load_state_dict`` brings the real buffers from a checkpoint."""
+        shape = tuple(description["shape"])
+        geometry = {name: np.ones(shape) for name in GEOMETRY}
+        geometry["active"] = np.ones(shape, bool)
+        grid = cls(geometry, periodic=tuple(description["periodic"]), kind=description["kind"])
+        if description.get("radius") is not None:
+            grid.radius = float(description["radius"])
+        return grid
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         self._min_spacing = None  # the geometry may change: forget the cached spacing
@@ -249,15 +264,3 @@ class Grid(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, shape={self.shape}, periodic={self.periodic}"
-
-
-def rebuild_grid(state: dict) -> Grid:
-    """Inverse of ``Grid.__reduce__``: a grid from its buffers and flags."""
-    grid = Grid.__new__(Grid)
-    nn.Module.__init__(grid)
-    grid.kind, grid.periodic, grid.radius = state["kind"], tuple(state["periodic"]), state["radius"]
-    grid._min_spacing = None
-    for name, value in state["buffers"].items():
-        grid.register_buffer(name, value)
-    grid.shape = tuple(grid.active.shape)
-    return grid

@@ -364,34 +364,35 @@ def test_training_order_depends_only_on_seed_and_epoch(tmp_path):
 
 
 def test_missing_file_is_an_error(tmp_path):
+    dm = TrajectoryDataModule(str(tmp_path / "nothere.nc"), ["a"])  # files open on first use
     with pytest.raises(ValueError, match=r"nothere\.nc: no such file"):
-        TrajectoryDataModule(str(tmp_path / "nothere.nc"), ["a"])
+        dm.setup()
 
 
 def test_a_file_that_is_not_netcdf_is_an_error(tmp_path):
     path = tmp_path / "x.nc"
     path.write_text("time,a\n0,1\n")
     with pytest.raises(ValueError, match=r"x\.nc: cannot be read as NetCDF"):
-        TrajectoryDataModule(str(path), ["a"])
+        TrajectoryDataModule(str(path), ["a"]).setup()
 
 
 def test_a_missing_variable_is_an_error_listing_those_present(tmp_path):
     path = _ode_file(tmp_path / "a.nc", 3, 5)
     with pytest.raises(ValueError, match=r"variables \['q'\] not found; present: \['a', 'b'\]"):
-        TrajectoryDataModule(path, ["a", "q"])
+        TrajectoryDataModule(path, ["a", "q"]).setup()
 
 
 def test_no_time_dim_is_an_error(tmp_path):
     path = _write(tmp_path / "s.nc", {"a": (("sample", "step"), np.zeros((3, 5)))})
     with pytest.raises(ValueError, match=r"no `time` dimension in \('sample', 'step'\)"):
-        TrajectoryDataModule(path, ["a"])
+        TrajectoryDataModule(path, ["a"]).setup()
 
 
 def test_variables_with_different_dims_are_an_error(tmp_path):
     variables = {"a": (("sample", "time"), np.zeros((2, 4))), "b": (("time",), np.zeros(4))}
     path = _write(tmp_path / "d.nc", variables, time=np.arange(4.0))
     with pytest.raises(ValueError, match="have different dims"):
-        TrajectoryDataModule(path, ["a", "b"])
+        TrajectoryDataModule(path, ["a", "b"]).setup()
 
 
 @pytest.mark.parametrize("time_attrs", [TIME_ATTRS, {}], ids=["cf", "numeric"])
@@ -413,7 +414,7 @@ def test_bad_times_are_errors(tmp_path, time_attrs, time, message):
         time_attrs=time_attrs,
     )
     with pytest.raises(ValueError, match=message):
-        TrajectoryDataModule(path, ["a"])
+        TrajectoryDataModule(path, ["a"]).setup()
 
 
 @pytest.mark.parametrize("time_attrs", [TIME_ATTRS, {}], ids=["cf", "numeric"])

@@ -98,7 +98,7 @@ def test_write_netcdf_never_overwrites_silently(tmp_path):
 
 def test_cli_simulate_writes_netcdf_and_plot(tmp_path, capsys):
     out = tmp_path / "pend.nc"
-    main(["simulate", "pendulum", "--output", str(out), "--n-samples", "2"])
+    main(["simulate", "pendulum", "--output", str(out), "--n_samples", "2"])
     assert xr.open_dataset(out).theta.shape == (2, 40)
     assert out.with_suffix(".png").stat().st_size > 1000
 
@@ -107,7 +107,7 @@ def test_cli_refuses_to_overwrite(tmp_path):
     out = tmp_path / "pend.nc"
     out.write_text("precious")
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
-        main(["simulate", "pendulum", "--output", str(out), "--n-samples", "1"])
+        main(["simulate", "pendulum", "--output", str(out), "--n_samples", "1"])
     assert out.read_text() == "precious"
 
 
