@@ -214,3 +214,28 @@ def test_bad_states_and_times_are_errors(state, time, message):
     values = np.array(time) if isinstance(time[0], float) else _datetime64(time)
     with pytest.raises(ValueError, match=message):
         climatology_at(state, xr.DataArray(values, dims="time"))
+
+
+def test_the_issue_case_through_the_datamodule_splits(tmp_path):
+    """Train on 2001-2002 (common years), test on 2004: the climatology of every test date is
+    finite and follows the seasonal cycle (RMSE of a few hundredths of a kelvin, not 280 K)."""
+    from hybrid.data.datamodule import TrajectoryDataModule
+
+    def write(path, start, n):
+        dates = _days(start, n)
+        f = _gregorian_fraction(dates)
+        truth = 288.0 - 10.0 * np.cos(2 * np.pi * (f - 0.04))  # [T]
+        y = np.broadcast_to(truth[:, None, None, None], (n, 1, *SHAPE))
+        _dataset(_datetime64(dates), y).to_netcdf(path)
+        return str(path), truth
+
+    train, _ = write(tmp_path / "train.nc", datetime.date(2001, 1, 1), 730)
+    test, truth = write(tmp_path / "test.nc", datetime.date(2004, 1, 1), 366)
+    dm = TrajectoryDataModule(train, ["v0"], window=5, val_fraction=0.0, test_path=test)
+    dm.setup()
+    split = dm.splits["train"]
+    state = fit_climatology(split.y, dm.split_times["train"], valid=split.valid.numpy())
+    clim = climatology_at(state, dm.split_times["test"])[:, 0, 0, 0].double().numpy()  # [366]
+    assert np.isfinite(clim).all()
+    assert np.sqrt(np.mean((clim - truth) ** 2)) < 0.05
+    assert clim[-1] == pytest.approx(truth[-1], abs=0.05)  # 31 December 2004, day 366
