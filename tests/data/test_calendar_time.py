@@ -229,3 +229,26 @@ def test_time_axis_of_a_single_frame_is_zero():
     assert time_step(time) == (0.0, "s")
     np.testing.assert_array_equal(time_axis(time), [0.0])
     assert torch.as_tensor(time_axis(time)).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    "dates, calendar",
+    [
+        (_yearly(years=range(1980, 2020)), "standard"),
+        ([f"2000-{m:02d}-{d:02d}" for m in (1, 2) for d in range(1, 31)], "360_day"),
+    ],
+    ids=["yearly-15-january", "daily-360_day"],
+)
+def test_calendar_files_train_from_the_cli(tmp_path, dates, calendar):
+    """A few steps of the SST example config on a yearly (leap years crossed) or 360_day file."""
+    from hybrid.cli import main
+
+    rng = np.random.default_rng(0)
+    values = {"sst": 285.0 + rng.normal(size=(len(dates), LAT.size, LON.size))}
+    path = _file(tmp_path / "sst.nc", _days(dates, calendar), calendar, values=values)
+    args = ["--data.path", path, "--data.variables", "[sst]", "--data.eval_window", "4"]
+    args += ["--trainer.max_steps", "2"]
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    where = ["--trainer.default_root_dir", str(tmp_path / "run")]
+    main(["fit", "--config", "configs/sst_ostia.yaml", *args, *quiet, *where])
+    assert next((tmp_path / "run").rglob("*.ckpt"))
