@@ -239,3 +239,16 @@ def test_the_issue_case_through_the_datamodule_splits(tmp_path):
     assert np.isfinite(clim).all()
     assert np.sqrt(np.mean((clim - truth) ** 2)) < 0.05
     assert clim[-1] == pytest.approx(truth[-1], abs=0.05)  # 31 December 2004, day 366
+
+
+def test_ode_states_with_several_samples(rng):
+    """No grid: ``y`` is ``[N, T, C]``; every sample shares the dates and adds to the fit."""
+    dates = _days(datetime.date(2001, 1, 1), 400)
+    f = _gregorian_fraction(dates)
+    a = np.stack([280.0 + np.cos(2 * np.pi * f), 3.0 + 0 * f])  # [C, T]
+    y = a.T[None] + np.array([0.5, -0.5])[:, None, None]  # two samples, offsets cancel
+    data = {n: (("sample", "time"), y[..., c]) for c, n in enumerate(["a", "b"])}
+    ds = xr.Dataset(data, coords={"time": _datetime64(dates)})
+    state = fit_climatology(LazyTrajectories(ds, ["a", "b"]), ds["time"], harmonics=1)
+    expected = np.array([[280.0, 3.0], [1.0, 0.0], [0.0, 0.0]])  # [P, C]
+    np.testing.assert_allclose(state["coefficients"].numpy(), expected, atol=1e-5)
