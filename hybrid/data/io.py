@@ -7,7 +7,9 @@ File convention: one variable per state component, dims ``(sample, time[, y, x |
 
 from __future__ import annotations
 
+import functools
 import glob
+import operator
 import os
 import tempfile
 import warnings
@@ -137,7 +139,6 @@ LAT_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
 LON_UNITS = ("degrees_east", "degree_east", "degrees_e", "degree_e")
 ORDER = ("sample", "time", "lat", "lon", "y", "x")  # canonical dim names, in axis order
 SPATIAL = ORDER[2:]
-MONTH_STEPS_S = (28 * 86400.0, 31.5 * 86400.0)  # calendar months count as evenly spaced
 
 
 def open_trajectories(
@@ -154,7 +155,8 @@ def open_trajectories(
     the variables come out as ``([sample,] time[, lat, lon | y, x])``. Latitude keeps its order;
     longitude is ordered eastward (contiguous across the dateline). Singleton extra dims
     (``height``, ``level``, ...) are squeezed with a warning. Times may use any CF calendar;
-    calendar-monthly steps (28 to 31.5 days) count as evenly spaced.
+    steps of a fixed number of calendar months (monthly, seasonal, yearly) count as evenly spaced
+    though their lengths in seconds differ (:func:`time_step`).
 
     Args:
         path: one file, a list of files, or a glob (``"data/*.nc"``); several files are
@@ -167,7 +169,8 @@ def open_trajectories(
     Raises:
         ValueError: naming the file and what is wrong: missing file or no glob match, not
             NetCDF (or truncated), missing variables (listing those present), no ``time`` dim,
-            time not strictly increasing, duplicate or unevenly spaced, an extra dim of more than
+            time not strictly increasing, duplicate or unevenly spaced (naming the dates of the
+            odd step), an extra dim of more than
             one level, a variable all missing, or a ``region``/``time_range`` selecting nothing.
     """
     parts = sorted(
@@ -204,10 +207,16 @@ def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
 
 def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
     """One file, lazily: ``variables`` only, dims renamed to canonical names, checked."""
+    _check_signature(path)
     try:  # decode_timedelta=False: a state in seconds stays a number; no dask yet (see below)
         ds = xr.open_dataset(path, decode_timedelta=False)
     except Exception as err:  # xarray raises many types for a bad file; name it once
         raise ValueError(f"{path}: cannot be read as NetCDF ({type(err).__name__}: {err})") from err
+    if not ds.variables:  # an HDF5 file that is not NetCDF data, or one keeping it in groups
+        raise ValueError(
+            f"{path}: cannot be read as NetCDF: it opens but holds no variables or dimensions "
+            "(an HDF5 file of another kind, or NetCDF-4 with its data in groups)"
+        )
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"{path}: variables {missing} not found; present: {list(ds.data_vars)}")
@@ -220,6 +229,26 @@ def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
     if ds.sizes["time"] == 0:
         raise ValueError(f"{path}: `time` is empty")
     return _chunk_by_time(ds, variables)
+
+
+# classic, 64-bit offset, 64-bit data (CDF-5), HDF5 (NetCDF-4)
+NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def _check_signature(path: Path) -> None:
+    """A NetCDF file starts with ``CDF`` (classic formats) or the HDF5 signature (NetCDF-4), which
+    HDF5 may also place after a user block of 512·2^k bytes."""
+    if path.is_dir():
+        raise ValueError(f"{path}: cannot be read as NetCDF: it is a directory")
+    with open(path, "rb") as f:
+        head = f.read(8)
+        offsets = [512 * 2**k for k in range(12)]
+        hdf5 = any(f.seek(o) == o and f.read(8) == NETCDF_MAGIC[-1] for o in offsets)
+    if not (hdf5 or any(head.startswith(m) for m in NETCDF_MAGIC)):
+        raise ValueError(
+            f"{path}: cannot be read as NetCDF: not a NetCDF file (it starts with {head!r}; "
+            "NetCDF starts with b'CDF' or b'\\x89HDF')"
+        )
 
 
 CHUNK_BYTES = 16 * 2**20
@@ -285,23 +314,18 @@ def _concat(parts: list[tuple[Path, xr.Dataset]]) -> xr.Dataset:
 
 
 def _check_time(time: xr.DataArray, files: np.ndarray) -> None:
-    """Strictly increasing, evenly spaced (or calendar-monthly); ``files[k]`` holds time ``k``."""
+    """Strictly increasing and regular (:func:`time_step`); ``files[k]`` holds time ``k``."""
     steps = np.diff(time_in_seconds(time))
-    if not steps.size:
-        return
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0))
         duplicate = f": duplicate times {time.values[i]}" if steps[i] == 0 else ""
         raise ValueError(
             f"{files[i + 1]}: time is not strictly increasing (at index {i}){duplicate}"
         )
-    monthly = np.all((steps >= MONTH_STEPS_S[0]) & (steps <= MONTH_STEPS_S[1]))
-    if np.ptp(steps) > 1e-6 * steps.max() and not monthly:
-        i = int(np.argmax(np.abs(steps - np.median(steps))))
-        raise ValueError(
-            f"{files[i + 1]}: time is not evenly spaced (steps {steps.min()}..{steps.max()} s); "
-            f"odd step at index {i}, {time.values[i]} to {time.values[i + 1]}"
-        )
+    try:
+        time_step(time)
+    except IrregularTime as err:
+        raise ValueError(f"{files[err.index + 1]}: {err}") from None
 
 
 def _squeeze_extra_dims(ds: xr.Dataset, variables: Sequence[str], label: str) -> xr.Dataset:
@@ -394,29 +418,169 @@ def spatial_dims(da: xr.DataArray) -> tuple[str, ...]:
     return tuple(d for d in da.dims if d not in ("sample", "time"))
 
 
-def grid_from_dataset(ds: xr.Dataset, variable: str) -> Grid | None:
-    """The :class:`Grid` of ``variable``'s spatial dims, with inactive cells where it is missing
-    at every time (land); None for ODE states. The mask is reduced by dask, chunk by chunk."""
-    dims = spatial_dims(ds[variable])
+def grid_from_dataset(ds: xr.Dataset, variables: str | Sequence[str]) -> Grid | None:
+    """The :class:`Grid` of the spatial dims of ``variables`` (one name or several on one grid);
+    None for ODE states.
+
+    A cell is inactive (land) where no frame has all ``variables`` present at once, so a cell
+    always missing in any one variable is inactive: the same rule as
+    :func:`hybrid.data.trajectories.missing_masks`. The mask is reduced by dask, chunk by chunk.
+
+    Raises:
+        ValueError: a variable not in ``ds``, variables on different grids, or a grid of other
+            than 0 or 2 spatial dims.
+    """
+    names = [variables] if isinstance(variables, str) else list(variables)
+    missing = [v for v in names if v not in ds.data_vars]
+    if missing or not names:
+        raise ValueError(f"variables {missing or names} not in the dataset {list(ds.data_vars)}")
+    grids = {spatial_dims(ds[v]) for v in names}
+    if len(grids) != 1:
+        raise ValueError(f"variables {names} lie on different grids {sorted(grids)}")
+    dims = grids.pop()
     if not dims:
         return None
     if len(dims) != 2:
-        raise ValueError(f"{variable} must have 0 or 2 spatial dims, got {dims}")
+        raise ValueError(f"{names} must have 0 or 2 spatial dims, got {dims}")
     ydim, xdim = dims
-    other = [d for d in ds[variable].dims if d not in dims]
-    active = ~ds[variable].isnull().all(other).values if other else None  # [ny, nx]
+    present = functools.reduce(operator.and_, [ds[v].notnull() for v in names])
+    other = [d for d in present.dims if d not in dims]
+    active = present.any(other).transpose(*dims).values if other else None  # [ny, nx]
     if ydim in LAT_NAMES and xdim in LON_NAMES:
         return Grid.latlon(ds[ydim].values, ds[xdim].values, active=active)
     periodic = tuple(bool(ds[d].attrs.get("periodic", 0)) for d in (ydim, xdim))
     return Grid.box(ds[xdim].values, ds[ydim].values, periodic=periodic, active=active)
 
 
+# --- regular time in calendar terms ---------------------------------------------------------------
+
+MONTH_POSITION_TOL = 0.1  # of a month, either side (about 3 days): mid-month dates drift by 1-2
+YEAR_DAYS = {  # mean length of a year in each CF calendar, days
+    "standard": 365.2425,
+    "gregorian": 365.2425,
+    "proleptic_gregorian": 365.2425,
+    "julian": 365.25,
+    "noleap": 365.0,
+    "365_day": 365.0,
+    "all_leap": 366.0,
+    "366_day": 366.0,
+    "360_day": 360.0,
+}
+
+
+class IrregularTime(ValueError):
+    """Time that is neither a fixed step nor a fixed number of calendar months; ``index`` is the
+    first odd step (from time ``index`` to ``index + 1``)."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def calendar_of(time: xr.DataArray) -> str | None:
+    """The CF calendar of decoded dates (``"standard"`` for datetime64), None for numbers."""
+    values = time.values
+    if values.size == 0 or np.issubdtype(values.dtype, np.number):
+        return None
+    if np.issubdtype(values.dtype, np.datetime64):
+        return "standard"
+    return str(values.flat[0].calendar)
+
+
+def time_step(time: xr.DataArray) -> tuple[float, str]:
+    """The regular step of ``time``, in calendar terms.
+
+    Returns ``(n, "month")`` when every step is ``n`` calendar months (monthly ``n=1``, seasonal
+    ``n=3``, yearly ``n=12``) at the same place in the month (within ``MONTH_POSITION_TOL`` of a
+    month, so mid-month dates of months of 28..31 days qualify), on any CF calendar, even though
+    those steps differ in seconds (leap years, month lengths). Otherwise ``(Δ, "s")`` when every
+    step is ``Δ`` seconds (hours, days and n-day steps: a day is 86400 s on every CF calendar).
+    A single time gives ``(0.0, "s")``.
+
+    Raises:
+        IrregularTime (a ValueError): naming the first odd step by its dates and lengths.
+    """
+    seconds = np.diff(time_in_seconds(time))
+    if not seconds.size:
+        return 0.0, "s"
+    months = _month_steps(time) if calendar_of(time) else None
+    if months is not None and months[1] is None:
+        return float(months[0]), "month"
+    if np.ptp(seconds) <= 1e-6 * np.abs(seconds).max():
+        return float(seconds[0]), "s"
+    if months is not None and np.median(seconds) >= 27 * 86400:  # meant to be monthly or longer
+        i, typical, got = months[1], f"{months[0]} months", _months_between(time, months[1])
+    else:
+        i = int(np.argmax(np.abs(seconds - np.median(seconds))))
+        typical, got = _duration(float(np.median(seconds))), _duration(float(seconds[i]))
+    raise IrregularTime(
+        f"time is not evenly spaced (steps {seconds.min()}..{seconds.max()} s): "
+        f"{_date(time.values[i])} to {_date(time.values[i + 1])} (index {i}) is "
+        f"{got}, where the record steps by {typical}",
+        i,
+    )
+
+
+def _month_index(time: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """Months since year 0 ``12·year + month - 1`` and the place in the month in [0, 1):
+    ``(day - 1 + time of day) / days in the month``."""
+    dt = time.dt
+    month = 12 * dt.year.values.astype(np.int64) + dt.month.values - 1
+    seconds = dt.hour.values * 3600 + dt.minute.values * 60 + dt.second.values
+    day = (dt.day.values - 1) + seconds / 86400
+    return month, day / dt.days_in_month.values
+
+
+def _month_steps(time: xr.DataArray) -> tuple[int, int | None] | None:
+    """``(n, None)`` when every step is ``n >= 1`` months at the same place in the month;
+    ``(n, i)`` with ``n`` the commonest month step and ``i`` the first step that differs;
+    None when no step is a whole month or more (sub-monthly data)."""
+    month, place = _month_index(time)
+    steps = np.diff(month)
+    values, counts = np.unique(steps, return_counts=True)
+    n = int(values[np.argmax(counts)])
+    if n < 1:
+        return None
+    off = np.abs(place - np.median(place)) > MONTH_POSITION_TOL
+    odd = (steps != n) | off[1:] | off[:-1]
+    return n, (int(np.argmax(odd)) if odd.any() else None)
+
+
+def _months_between(time: xr.DataArray, i: int) -> str:
+    month, place = _month_index(time.isel(time=[i, i + 1]))
+    return f"{month[1] - month[0] + place[1] - place[0]:.2f} months"
+
+
+def _date(value: object) -> str:
+    """``YYYY-MM-DD hh:mm:ss`` of a datetime64 or cftime date (a number as it is)."""
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value, unit="s")).replace("T", " ")
+    return str(value)
+
+
+def _duration(seconds: float) -> str:
+    for unit, length in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= length and seconds % length == 0:
+            return f"{seconds / length:g} {unit if seconds != length else unit.rstrip('s')}"
+    return f"{seconds:g} s"
+
+
 def time_axis(time: xr.DataArray) -> np.ndarray:
-    """Model time of each frame in seconds: the real times, except that calendar-monthly data
-    (steps of 28 to 31 days, validated by :func:`open_trajectories`) are placed evenly at the mean
-    month length, so every window shares one relative time axis as torchdiffeq needs."""
-    seconds = time_in_seconds(time)
-    steps = np.diff(seconds)
-    if steps.size and np.ptp(steps) > 1e-6 * steps.max():
-        return np.arange(seconds.size) * steps.mean()
-    return seconds
+    """Model time of each frame in seconds from the first, as the solver sees it: ``[T]``.
+
+    A fixed step in seconds gives the real times. A step of ``n`` calendar months (monthly,
+    seasonal, yearly: :func:`time_step`) is placed evenly at ``n`` mean months of the calendar
+    (``YEAR_DAYS[calendar] / 12`` days; 30.436875 days on the standard calendar, 30 on
+    ``360_day``), the same for every file of that calendar, so that every window shares one
+    relative time axis as torchdiffeq needs, and a train and a test file share one step.
+
+    Raises:
+        ValueError: irregular time (see :func:`time_step`) or an unknown calendar.
+    """
+    n, unit = time_step(time)
+    if unit == "s":
+        return time_in_seconds(time)
+    calendar = calendar_of(time)
+    if calendar not in YEAR_DAYS:
+        raise ValueError(f"unknown calendar {calendar!r}; known: {sorted(YEAR_DAYS)}")
+    return np.arange(time.size) * n * YEAR_DAYS[calendar] / 12 * 86400.0
