@@ -24,9 +24,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from hybrid import metrics
+from hybrid.data.climatology import climatology_at
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import spatial_dims
-from hybrid.data.trajectories import season_of
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.physics.parameters import physical_parameters
 from hybrid.train import HybridModule
@@ -109,11 +109,11 @@ def forecast(model: HybridModule, dm: TrajectoryDataModule, path: Path) -> Forec
 
 
 def climatology_forecast(state: dict, times: xr.DataArray, windows: TrajectoryWindows) -> Tensor:
-    """The training climatology at each window's target dates, ``[N, L, C, *grid]``."""
-    mean = state["mean"]  # [P, C, *grid]
-    period = torch.from_numpy(season_of(times, state["kind"]))  # [T]
+    """The training climatology at each window's target dates, ``[N, L, C, *grid]``; NaN only at
+    cells never observed (land), read as 0 like the truth there."""
+    clim = climatology_at(state, times)  # [T, C, *grid]
     frames = torch.tensor([s for _, s in windows.index])[:, None] + torch.arange(windows.window)
-    return mean[period[frames]].nan_to_num(0.0)
+    return clim[frames].nan_to_num(0.0)
 
 
 def score(

@@ -12,13 +12,12 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
+from hybrid.data.climatology import climatology_kind, fit_climatology
 from hybrid.data.io import grid_from_dataset, open_trajectories, time_axis
 from hybrid.data.trajectories import (
     LazyTrajectories,
-    climatology,
     missing_masks,
     moments,
-    seasonal_index,
 )
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.physics.grid import Grid
@@ -114,7 +113,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
     def grid(self) -> Grid | None:
         """The data's grid (``None`` for ODE states); in a test-only ``predict`` setup, the test
         file's."""
-        return grid_from_dataset(self.dataset, self.variables[0])
+        return grid_from_dataset(self.dataset, self.variables)
 
     @cached_property
     def dt(self) -> float:
@@ -151,7 +150,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
             return
         if stage == "predict" and self.test_path:  # forecasts on a test file: nothing else read
             self._setup_test()
-            self.grid = grid_from_dataset(self.test_dataset, self.variables[0])
+            self.grid = grid_from_dataset(self.test_dataset, self.variables)
             return
         y, valid = load_trajectories(self.dataset, self.variables)
         t = torch.as_tensor(time_axis(self.dataset["time"]))
@@ -182,15 +181,13 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.split_times["test"] = ds["time"]
 
     def _fit_climatology(self, frames: slice) -> None:
-        """Month- or day-of-year mean of the training period, when it spans two years."""
-        season = seasonal_index(self.dataset["time"].isel(time=frames))
-        if season is None:
+        """A smoothed seasonal climatology of the training period (mean + annual harmonics,
+        :func:`hybrid.data.climatology.fit_climatology`), when it spans a year."""
+        times = self.dataset["time"].isel(time=frames)
+        if climatology_kind(times) is None:
             return
-        kind, period = season
         train = self.splits["train"]
-        n_periods = 12 if kind == "month" else 366
-        clim = climatology(train.y, train.valid.numpy(), period, n_periods)
-        self.climatology = {"kind": kind, "mean": torch.from_numpy(clim).float()}
+        self.climatology = fit_climatology(train.y, times, valid=train.valid.numpy())
 
     def statistics(self) -> dict[str, Tensor]:
         """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,
