@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from hybrid.cli import main
 from hybrid.data.io import write_netcdf
 from hybrid.data.protocols import build
 from hybrid.data.simulate import simulate_dataset
+from hybrid.train import HybridModule
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_outputs_and_metrics_schema(run):
     err = abs(report["parameters"]["kappa"] - truth) / truth
     assert report["parameter_error"]["kappa"] == pytest.approx(err)
     assert report["n_forecasts"] == 3 * (12 - 6 + 1)
-    assert report["correction_norm"] >= 0 and "correction_ratio" in report
+    assert "correction_ratio" in report
     for name in (
         "metrics.nc",
         "forecast.nc",
@@ -78,6 +80,30 @@ def test_outputs_and_metrics_schema(run):
     ):
         assert (out / name).stat().st_size > 0, name
     assert "RMSE @" in (out / "summary.md").read_text()
+
+
+def test_rmse_and_correction_norm_match_an_independent_numpy_computation(run):
+    """metrics.json against NumPy on the files themselves: the model's RMSE from forecast.nc and
+    the test file, persistence from the test file alone (mean over starts and cells before the
+    square root), and ‖F_a‖² of the reloaded network on the true states."""
+    out = run["tmp"] / "eval_numpy"
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    report = json.loads((out / "metrics.json").read_text())
+    fc = xr.open_dataset(out / "forecast.nc")
+    c = xr.open_dataset(run["test"]).c.values  # [sample, time, y, x]
+    first = np.searchsorted(xr.open_dataset(run["test"]).time.values, fc.time.values)
+    truth = np.stack([c[n, s : s + 6] for n, s in zip(fc.sample.values, first, strict=True)])
+    model = fc.c.values.astype(np.float64)  # [N, L, y, x]
+    rmse = np.sqrt(((model - truth) ** 2).mean((0, 2, 3)))
+    persistence = np.sqrt(((truth - truth[:, :1]) ** 2).mean((0, 2, 3)))
+    np.testing.assert_allclose(report["rmse"]["model"], rmse, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(report["rmse"]["persistence"], persistence, rtol=1e-5, atol=1e-9)
+    net = HybridModule.load_from_checkpoint(run["ckpt"]).correction
+    with torch.no_grad():
+        fa = net(None, torch.from_numpy(truth.reshape(-1, 1, *truth.shape[2:])).float())
+    norm = fa.double().square().flatten(1).sum(1).mean()  # Σ over cells, mean over states
+    assert report["correction_norm"] == pytest.approx(float(norm), rel=1e-4)
+    assert report["correction_norm"] > 0  # the run trained the network off its zero start
 
 
 def test_forecast_file_is_cf_and_starts_at_the_initial_states(run):
@@ -190,3 +216,13 @@ def test_compare_checkpoints_script(run, capsys):
     assert "| a |" in text and "| b |" in text and "| persistence |" in text
     assert (out / "comparison.png").stat().st_size > 1000
     assert "RMSE @" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(10800.0, "3 h"), (86400.0 * 30, "30 d"), (90.0, "90 s"), (120.0, "2 min"), (0.0, "0 s")],
+)
+def test_leads_read_in_the_largest_whole_unit(seconds, text):
+    from hybrid.evaluate import format_lead
+
+    assert format_lead(seconds) == text
