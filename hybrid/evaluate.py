@@ -116,6 +116,18 @@ def climatology_forecast(state: dict, times: xr.DataArray, windows: TrajectoryWi
     return clim[frames].nan_to_num(0.0)
 
 
+def damped_persistence(state: dict, clim: Tensor, truth: Tensor) -> Tensor | None:
+    """``c(t0 + l) + ρ_l (y(t0) - c(t0))``: the initial anomaly damped by its lag-``l`` regression
+    on the training period (``state["damping"]``: ``[lags + 1, C]``); ``clim``, ``truth``:
+    ``[N, L, C, *grid]``. None when the training run stored fewer lags than the forecast needs."""
+    rho = state.get("damping")
+    leads = clim.shape[1]
+    if rho is None or rho.shape[0] < leads:
+        return None
+    rho = rho[:leads].view(1, leads, -1, *[1] * (clim.ndim - 3))  # [1, L, C, 1, ...]
+    return clim + rho * (truth[:, :1] - clim[:, :1])
+
+
 def score(
     f: Forecasts, weights: Tensor | None, names: list[str], clim: Tensor | None = None
 ) -> dict:
@@ -311,6 +323,9 @@ def evaluate(
         clim = climatology_forecast(dm.climatology, times, windows) if dm.climatology else None
         if clim is not None:
             f.methods["climatology"] = clim
+            damped = damped_persistence(dm.climatology, clim, f.truth)
+            if damped is not None:
+                f.methods["damped_persistence"] = damped
         ds = dm.test_dataset if dm.test_path else dm.dataset
         report = {
             "lead_time_s": f.t.tolist(),

@@ -36,8 +36,12 @@ def test_ostia_example_end_to_end(tmp_path):
     ckpt = next(tmp_path.rglob("last.ckpt"))
     main(["evaluate", "--ckpt_path", str(ckpt), "--output", str(tmp_path / "eval")])
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(report["rmse"]) == {"model", "persistence", "physics", "climatology"}
-    assert set(report["acc"]) == {"model", "persistence", "physics"}
+    methods = {"model", "persistence", "physics", "climatology", "damped_persistence"}
+    assert set(report["rmse"]) == methods
+    assert set(report["acc"]) == methods - {"climatology"}
+    # damped persistence starts as persistence and relaxes towards the climatology
+    assert report["rmse"]["damped_persistence"][0] == pytest.approx(0, abs=1e-6)
+    assert report["rmse"]["damped_persistence"][-1] < report["rmse"]["persistence"][-1]
     assert report["rmse"]["persistence"][0] == 0 and report["acc"]["model"][0] == pytest.approx(1)
     assert 0 < report["rmse"]["climatology"][1] < 2.0  # kelvin
     assert report["n_forecasts"] > 0 and report["lead_time_s"][1] == pytest.approx(

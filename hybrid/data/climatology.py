@@ -185,3 +185,27 @@ def climatology_at(state: dict[str, object], time: xr.DataArray) -> Tensor:
         time = xr.DataArray(np.asarray(time), dims="time")
     phi = torch.from_numpy(harmonic_basis(year_fraction(time, str(state["kind"])), k))  # [T, P]
     return torch.einsum("tp,p...->t...", phi, coef.double()).to(coef.dtype)
+
+
+def lag_regression(
+    y: LazyTrajectories, time: xr.DataArray, state: dict, valid: np.ndarray, max_lag: int
+) -> Tensor:
+    """Damped-persistence coefficients ``ρ_l = Σ a(t) a(t+l) / Σ a(t)²`` of the anomalies
+    ``a = y - c`` from the climatology ``state``, per lag ``l = 0..max_lag`` and channel, pooled
+    over cells and valid frame pairs: ``[max_lag + 1, C]`` (``ρ_0 = 1``). The damped-persistence
+    forecast is then ``c(t0 + l) + ρ_l a(t0)`` (for an AR(1) anomaly with coefficient φ,
+    ``ρ_l → φ^l``). ``time`` ``[T]`` are the dates of ``y``'s frames; ``valid`` ``[N, T]``."""
+    num, den = np.zeros((2, max_lag + 1, y.shape[2]))
+    for n in range(y.shape[0]):
+        past: list[np.ndarray | None] = []  # anomalies of the last max_lag frames, newest last
+        for t in range(y.shape[1]):
+            frame = y.raw(n, slice(t, t + 1))[0]  # [C, *grid], NaN where missing
+            clim = climatology_at(state, time.isel(time=[t]))[0].numpy()
+            a = np.nan_to_num(frame - clim) if valid[n, t] else None
+            past = (past + [a])[-(max_lag + 1) :]
+            for lag, old in enumerate(reversed(past)):
+                if a is not None and old is not None:
+                    axes = tuple(range(1, a.ndim))
+                    num[lag] += (old * a).sum(axes)
+                    den[lag] += (old * old).sum(axes)
+    return torch.from_numpy(num / np.maximum(den, 1e-300)).float()

@@ -12,7 +12,7 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hybrid.data.climatology import climatology_kind, fit_climatology
+from hybrid.data.climatology import climatology_kind, fit_climatology, lag_regression
 from hybrid.data.io import grid_from_dataset, open_trajectories, time_axis
 from hybrid.data.trajectories import (
     LazyTrajectories,
@@ -186,8 +186,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
         times = self.dataset["time"].isel(time=frames)
         if climatology_kind(times) is None:
             return
-        train = self.splits["train"]
-        self.climatology = fit_climatology(train.y, times, valid=train.valid.numpy())
+        train, valid = self.splits["train"], self.splits["train"].valid.numpy()
+        self.climatology = fit_climatology(train.y, times, valid=valid)
+        lags = max(self.window, self.eval_window) - 1
+        self.climatology["damping"] = lag_regression(train.y, times, self.climatology, valid, lags)
 
     def statistics(self) -> dict[str, Tensor]:
         """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,

@@ -15,6 +15,7 @@ from hybrid.data.climatology import (
     climatology_at,
     climatology_kind,
     fit_climatology,
+    lag_regression,
     year_fraction,
 )
 from hybrid.data.io import open_trajectories
@@ -252,3 +253,26 @@ def test_ode_states_with_several_samples(rng):
     state = fit_climatology(LazyTrajectories(ds, ["a", "b"]), ds["time"], harmonics=1)
     expected = np.array([[280.0, 3.0], [1.0, 0.0], [0.0, 0.0]])  # [P, C]
     np.testing.assert_allclose(state["coefficients"].numpy(), expected, atol=1e-5)
+
+
+def test_damped_persistence_regresses_anomalies_on_their_past(rng):
+    """ρ_l equals the pooled regression of a(t+l) on a(t) computed in NumPy on the same
+    anomalies, and for an AR(1) anomaly (φ = 0.8) it is φ^l within sampling error."""
+    n, phi = 1200, 0.8
+    a = np.zeros((n, 1, 2, 3))
+    for t in range(1, n):
+        a[t] = phi * a[t - 1] + rng.normal(size=(1, 2, 3))
+    f = _gregorian_fraction(_days(datetime.date(2001, 1, 1), n))
+    cycle = 5.0 * np.cos(2 * np.pi * f)[:, None, None, None]
+    ds = _dataset(_datetime64(_days(datetime.date(2001, 1, 1), n)), cycle + a)
+    y, valid = LazyTrajectories(ds, ["v0"]), np.ones((1, n), bool)
+    valid[0, 500] = False  # a gap: no pair through it
+    state = _fit(ds, valid=valid)
+    rho = lag_regression(y, ds["time"], state, valid, max_lag=3).numpy()[:, 0]  # [4]
+    anomaly = ds["v0"].values - climatology_at(state, ds["time"])[:, 0].numpy()
+    ok = valid[0]
+    for lag in range(4):
+        pair = ok[: n - lag] & ok[lag:]
+        x0, x1 = anomaly[: n - lag][pair], anomaly[lag:][pair]
+        assert rho[lag] == pytest.approx((x0 * x1).sum() / (x0 * x0).sum(), rel=1e-5)
+        assert rho[lag] == pytest.approx(phi**lag, abs=0.05)
