@@ -1,6 +1,6 @@
-"""The ``hybrid`` command: ``fit|validate|test|predict`` (LightningCLI), ``evaluate``, ``simulate``
-and ``sample``, all parsed by jsonargparse from typed signatures (one help style, ``--config``
-files and ``--print_config`` everywhere).
+"""The ``hybrid`` command: ``fit|validate|test`` (LightningCLI), ``evaluate``, ``predict``,
+``simulate`` and ``sample``, all parsed by jsonargparse from typed signatures (one help style,
+``--config`` files and ``--print_config`` everywhere).
 
 The only module that imports ``lightning.pytorch.cli``. Priors and networks are injected by
 ``class_path`` (a user's own prior in their own package works unchanged); those that take a
@@ -92,6 +92,32 @@ def evaluate(
     print(f"wrote {output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
 
 
+def predict(
+    *,
+    ckpt_path: Path,
+    output: Path,
+    data_path: str | None = None,
+    lead_steps: int | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> None:
+    """Forecast from every test start over all leads and write them as CF NetCDF OUTPUT
+    (dims ``time`` = initialisation, ``prediction_timedelta`` = lead, then the data's own).
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: NetCDF file to write (under a temporary name, renamed at the end).
+        data_path: NetCDF file(s) to forecast from (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output.
+    """
+    from hybrid.evaluate import predict as run
+
+    options = {"data_path": data_path, "lead_steps": lead_steps, "batch_size": batch_size}
+    print(f"wrote {run(ckpt_path, output, **options, overwrite=overwrite)}")
+
+
 def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
     """Copy a real climate file shipped on PyPI (``ostia``: OSTIA monthly SST).
 
@@ -108,9 +134,10 @@ def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
 COMMANDS: dict[str, Callable[..., None]] = {
     "simulate": simulate,
     "evaluate": evaluate,
+    "predict": predict,
     "sample": sample,
 }
-LIGHTNING = ("fit", "validate", "test", "predict")
+LIGHTNING = ("fit", "validate", "test")
 
 
 def function_main(name: str, argv: Sequence[str]) -> None:
@@ -126,7 +153,7 @@ def function_main(name: str, argv: Sequence[str]) -> None:
 
 
 def lightning_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid fit|validate|test|predict --config X.yaml [--dotted.overrides]``.
+    """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``.
 
     With ``run=False`` (no subcommand in ``argv``), only builds and returns the CLI: its
     ``model``, ``datamodule`` and ``trainer`` as the config makes them (used by scripts).

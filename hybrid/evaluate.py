@@ -303,6 +303,31 @@ def summary_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def predict(
+    ckpt_path: str | Path,
+    output: str | Path,
+    *,
+    data_path: str | None = None,
+    lead_steps: int | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> Path:
+    """The model's forecasts from every test start as CF NetCDF ``output`` (``forecast.nc`` of
+    :func:`evaluate`, alone), written under a temporary name and renamed."""
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        forecast(model, dm, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 def evaluate(
     ckpt_path: str | Path,
     output: str | Path,

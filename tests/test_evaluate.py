@@ -106,6 +106,19 @@ def test_rmse_and_correction_norm_match_an_independent_numpy_computation(run):
     assert report["correction_norm"] > 0  # the run trained the network off its zero start
 
 
+def test_predict_writes_the_forecast_file_of_evaluate(run):
+    """`hybrid predict` writes exactly evaluate's forecast.nc, alone, and never overwrites."""
+    main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(run["tmp"] / "eval_p")])
+    out = run["tmp"] / "predicted.nc"
+    main(["predict", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    xr.testing.assert_identical(
+        xr.open_dataset(out), xr.open_dataset(run["tmp"] / "eval_p" / "forecast.nc")
+    )
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        main(["predict", "--ckpt_path", run["ckpt"], "--output", str(out)])
+    assert not list(out.parent.glob(".predicted*"))
+
+
 def test_forecast_file_is_cf_and_starts_at_the_initial_states(run):
     out = run["tmp"] / "eval_cf"
     main(["evaluate", "--ckpt_path", run["ckpt"], "--output", str(out)])
