@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from hybrid import metrics
 from hybrid.dynamics import HybridField, rollout
 from hybrid.models.normalisation import ChannelScaler
-from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
+from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
 
@@ -70,6 +70,8 @@ class HybridModule(pl.LightningModule):
         physics_lr: learning rate of the prior's parameters, when it should differ from the
             optimiser's (which then applies to the network): physical parameters often tolerate,
             and need, a larger rate than the network's weights.
+        gradient_clip: largest gradient norm of a step (none by default); takes the place of
+            the Trainer's ``gradient_clip_val``, which steps chosen by the objective rule out.
     """
 
     def __init__(
@@ -87,8 +89,10 @@ class HybridModule(pl.LightningModule):
         freeze_physics: bool | list[str] = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         physics_lr: float | None = None,
+        gradient_clip: float | None = None,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # the objective's steps per batch (training_step)
         with warnings.catch_warnings():  # modules given as objects are dropped just below
             warnings.filterwarnings("ignore", "Attribute '.*' is an instance of `nn.Module`")
             self.save_hyperparameters()
@@ -106,6 +110,9 @@ class HybridModule(pl.LightningModule):
             "adjoint": adjoint,
         }
         self.optimizer, self.physics_lr = optimizer, physics_lr
+        if gradient_clip is not None and not gradient_clip > 0:
+            raise ValueError(f"gradient_clip must be positive, got {gradient_clip}")
+        self.gradient_clip = gradient_clip
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.grid: Grid | None = None
@@ -180,64 +187,66 @@ class HybridModule(pl.LightningModule):
         return metrics.mse(pred, y, self.cell_weights())
 
     def trajectory_loss(self, pred: Tensor, y: Tensor) -> Tensor:
-        """``L_traj = 1/(W C) Σ_{t,c} w_c MSE[t, c]``, ``w_c = 1/std_c²`` (1 before statistics)."""
-        return self._weigh(self.mse(pred, y))
-
-    def _weigh(self, mse: Tensor) -> Tensor:
-        return (mse * self.channel_weight).mean() if self.channel_weight.numel() else mse.mean()
+        """``L_traj`` of the objective from the metrics' MSE (:meth:`TrajectoryFit.trajectory_loss`:
+        channel-weighted by the inverse variance in the project's default, plain when official)."""
+        return self.objective.trajectory_loss(self.mse(pred, y), self.channel_weight)
 
     def correction_sq(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """``‖F_a‖²`` along the true states ``y``: ``[B, W, C, *grid]``, per cell (area-weighted
-        mean) summed over channels, each channel in units of its tendency's spread; and the same
-        in data units."""
+        """``‖F_a‖²`` along the true states ``y``: ``[B, W, C, *grid]`` by the objective's norm,
+        and by ``l2`` in data units (what is reported)."""
         if self.correction is None:
             zero = y.new_zeros(())
             return zero, zero
-        fa_sq = metrics.spatial_mean(self.correction(None, y).square(), self.cell_weights())
-        scale = self.tendency_std if self.tendency_std.numel() else torch.ones_like(fa_sq[0, 0])
-        return (fa_sq / scale.square()).sum(-1).mean(), fa_sq.sum(-1).mean()
+        fa, w = self.correction(None, y), self.cell_weights()
+        raw = correction_sq(fa, y, w, self.tendency_std, "l2")
+        return self.objective.correction_sq(fa, y, w, self.tendency_std), raw
 
     # -- Lightning steps -------------------------------------------------------------------
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+    def _shared_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         t, y = batch  # [B, W], [B, W, C, *grid]
         pred = self(y[:, 0], t[0])
         mse = self.mse(pred, y)  # [W, C]
-        traj = self._weigh(mse)
+        traj = self.objective.trajectory_loss(mse, self.channel_weight)
         corr, corr_raw = self.correction_sq(y)
-        loss = self.objective(traj, corr)
-        logs = {
-            "loss": loss,
+        return {
+            "loss": self.objective(traj, corr),
             "traj_loss": traj,
             "correction_sq": corr,
             "correction_norm": corr_raw,
-            "mse": mse.mean(),
+            "mse": mse,
         }
-        self.log_dict(
-            {f"{stage}/{k}": v for k, v in logs.items()},
-            batch_size=y.shape[0],
-            prog_bar=False,
-            sync_dist=stage != "train",
-        )
-        return {"loss": loss, "traj_loss": traj, "mse": mse}
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        out = self._shared_step(batch, "train")
-        if not torch.isfinite(out["loss"]):
-            raise NonFiniteLossError(
-                f"training loss became {out['loss'].detach().item()} at step {self.global_step} "
-                "(lower the learning rate or the step size); the last checkpoint is kept"
-            )
-        self._last_traj = out["traj_loss"].detach()
-        return out["loss"]
+    def _log(self, out: dict[str, Tensor], stage: str, batch_size: int) -> None:
+        logs = {f"{stage}/{k}": v.mean() if k == "mse" else v for k, v in out.items()}
+        self.log_dict(logs, batch_size=batch_size, sync_dist=stage != "train")
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        traj = self.trainer.strategy.reduce(self._last_traj, reduce_op="mean")  # same λ on ranks
-        self.objective.update(float(traj))
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """The objective's ``steps_per_batch`` gradient steps on this batch (APHYNITY's
+        ``n_iter``), then its ``update`` with the last step's ``L_traj`` (all-reduced)."""
+        optimizer = self.optimizers()
+        for _ in range(self.objective.steps_per_batch):
+            out = self._shared_step(batch)
+            if not torch.isfinite(out["loss"]):
+                raise NonFiniteLossError(
+                    f"training loss became {out['loss'].detach().item()} at step "
+                    f"{self.global_step} (lower the learning rate or the step size); the "
+                    "last checkpoint is kept"
+                )
+            optimizer.zero_grad()
+            self.manual_backward(out["loss"])
+            if self.gradient_clip is not None:
+                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip)
+            optimizer.step()
+        self._log({k: v.detach() for k, v in out.items()}, "train", batch[1].shape[0])
+        traj = self.trainer.strategy.reduce(out["traj_loss"].detach(), reduce_op="mean")
+        self.objective.update(float(traj))  # the same λ on every rank
         if isinstance(self.objective, Aphynity):
             self.log("train/lambda", float(self.objective.lambda_))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        rmse = self._shared_step(batch, "val")["mse"].mean(1).sqrt()  # [W] over channels
+        out = self._shared_step(batch)
+        self._log(out, "val", batch[1].shape[0])
+        rmse = out["mse"].mean(1).sqrt()  # [W] over channels
         leads = sorted({1, len(rmse) // 2, len(rmse) - 1})
         self.log_dict(
             {f"val/rmse_lead_{k}": rmse[k] for k in leads},
@@ -246,7 +255,7 @@ class HybridModule(pl.LightningModule):
         )
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._log(self._shared_step(batch), "test", batch[1].shape[0])
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Forecasts ``[B, W, C, *grid]`` from each window's first frame: the model, the prior

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from hybrid.objectives import Aphynity, DataOnly, NaiveSum, PhysicsOnly
+from hybrid.objectives import (
+    Aphynity,
+    DataOnly,
+    NaiveSum,
+    OfficialAphynity,
+    PhysicsOnly,
+    correction_sq,
+)
 
 PHYSICS, CORRECTION = nn.Linear(1, 1), nn.Linear(1, 1)
 
@@ -28,30 +35,12 @@ def test_aphynity_loss_keeps_the_gradient_of_both_terms():
     assert loss.dtype == torch.float32  # λ (float64 buffer) follows the loss's dtype
 
 
-@pytest.mark.parametrize("n_iter", [1, 2, 3])
-def test_lambda_rises_by_tau2_times_the_loss_every_n_iter_updates(n_iter):
-    # λ ← λ + τ₂ L at updates n_iter, 2 n_iter, ... with L the loss passed at that update.
-    lambda_0, tau_2 = 1.0, 0.5
-    objective = Aphynity(lambda_0=lambda_0, tau_2=tau_2, n_iter=n_iter)
-    losses = [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
-    expected = lambda_0
-    for k, loss in enumerate(losses, start=1):
-        objective.update(loss)
-        if k % n_iter == 0:
-            expected += tau_2 * loss
-        assert objective.lambda_.item() == expected, f"after update {k}"
-        assert int(objective.steps) == k
-
-
-def test_lambda_with_n_iter_3_by_hand():
+def test_lambda_rises_by_tau2_times_the_loss_at_every_update():
+    # update() is called once per batch, after its n_iter gradient steps: λ ← λ + τ₂ L.
     objective = Aphynity(lambda_0=1.0, tau_2=0.25, n_iter=3)
-    objective.update(100.0)
-    objective.update(200.0)
-    assert objective.lambda_.item() == 1.0
+    assert objective.steps_per_batch == 3
     objective.update(4.0)
     assert objective.lambda_.item() == 2.0  # 1 + 0.25 * 4
-    objective.update(1000.0)
-    objective.update(1000.0)
     objective.update(8.0)
     assert objective.lambda_.item() == 4.0  # 2 + 0.25 * 8
     # The new λ weighs the next loss.
@@ -71,23 +60,15 @@ def test_tau_2_zero_keeps_lambda_fixed():
     assert objective.lambda_.item() == 3.0
 
 
-def test_lambda_and_step_counter_resume_from_the_state_dict():
+def test_lambda_resumes_from_the_state_dict():
     objective = Aphynity(lambda_0=1.0, tau_2=0.5, n_iter=3)
-    for loss in [1.0, 2.0, 4.0, 8.0]:  # λ = 1 + 0.5 * 4 = 3, 4 steps (1 into the next cycle)
-        objective.update(loss)
+    objective.update(4.0)
     state = objective.state_dict()
-    assert set(state) == {"lambda_", "steps"}
-    assert state["lambda_"].item() == 3.0 and state["steps"].item() == 4
-
+    assert set(state) == {"lambda_"} and state["lambda_"].item() == 3.0
     resumed = Aphynity(lambda_0=1.0, tau_2=0.5, n_iter=3)
     resumed.load_state_dict(state)
-    assert resumed.lambda_.item() == 3.0 and int(resumed.steps) == 4
-    # The cycle continues where it stopped: λ moves at the 6th update, not the 3rd after resuming.
-    for original in (objective, resumed):
-        original.update(100.0)
-        assert original.lambda_.item() == 3.0
-        original.update(2.0)
-        assert original.lambda_.item() == 4.0
+    resumed.update(2.0)
+    assert resumed.lambda_.item() == 4.0
 
 
 def test_lambda_is_saved_with_the_model_that_holds_the_objective():
@@ -95,7 +76,7 @@ def test_lambda_is_saved_with_the_model_that_holds_the_objective():
     model.objective = Aphynity(lambda_0=2.0, tau_2=1.0)
     model.objective.update(0.5)
     state = model.state_dict()
-    assert state["objective.lambda_"].item() == 2.5 and state["objective.steps"].item() == 1
+    assert state["objective.lambda_"].item() == 2.5
     fresh = nn.Module()
     fresh.objective = Aphynity(lambda_0=2.0, tau_2=1.0)
     fresh.load_state_dict(state)
@@ -167,3 +148,40 @@ def test_aphynity_rejects_bad_settings(kwargs, shown):
 def test_aphynity_accepts_zero_lambda_and_tau():
     objective = Aphynity(lambda_0=0.0, tau_2=0.0, n_iter=1)
     assert objective.lambda_.item() == 0.0
+
+
+# --- the norms of F_a and the trajectory loss ---------------------------------------------------
+
+
+def test_l2_and_l2_normalized_are_the_reference_codes_formulas(rng):
+    """APHYNITY's code: ``(F.norm(p=2, dim=C) ** 2).mean()`` and
+    ``((F.norm(dim=C) / (y.norm(dim=C) + 1e-5)) ** 2).mean()`` over batch, time and cells."""
+    fa, y = (torch.from_numpy(rng.normal(size=(3, 4, 2, 5, 6))) for _ in range(2))
+    l2 = (fa.norm(p=2, dim=2) ** 2).mean()
+    normalised = ((fa.norm(p=2, dim=2) / (y.norm(p=2, dim=2) + 1e-5)) ** 2).mean()
+    none = torch.ones(0)
+    assert correction_sq(fa, y, None, none, "l2") == pytest.approx(float(l2), rel=1e-12)
+    got = correction_sq(fa, y, None, none, "l2_normalized")
+    assert got == pytest.approx(float(normalised), rel=1e-12)
+    ode_fa, ode_y = fa[..., 0, 0], y[..., 0, 0]  # [B, W, C]: pendulum states
+    ode = ((ode_fa.norm(dim=2) / (ode_y.norm(dim=2) + 1e-5)) ** 2).mean()
+    assert correction_sq(ode_fa, ode_y, None, none, "l2_normalized") == pytest.approx(float(ode))
+
+
+def test_scaled_norm_measures_each_channel_in_its_tendency_spread(rng):
+    fa, y = (torch.from_numpy(rng.normal(size=(2, 3, 2, 4, 4))) for _ in range(2))
+    sigma = torch.tensor([2.0, 0.5], dtype=torch.float64)
+    expected = ((fa / sigma.view(2, 1, 1)) ** 2).sum(2).mean()
+    assert correction_sq(fa, y, None, sigma, "scaled") == pytest.approx(float(expected))
+
+
+def test_official_objective_is_plain_mse_and_l2():
+    """OfficialAphynity: nn.MSELoss over all entries (no channel weights), l2, n_iter steps."""
+    mse = torch.tensor([[0.0, 0.0], [1.0, 3.0]])  # [W, C]
+    weights = torch.tensor([10.0, 0.1])
+    official = OfficialAphynity(tau_2=1.0, n_iter=5)
+    assert official.trajectory_loss(mse, weights).item() == 1.0  # (1 + 3) / 4
+    assert official.norm == "l2" and official.steps_per_batch == 5 and not official.weighted
+    assert Aphynity().trajectory_loss(mse, weights).item() == pytest.approx((10 + 0.3) / 4)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        Aphynity(norm="l1")

@@ -131,11 +131,11 @@ def test_training_loss_is_the_metrics_area_weighted_mse(float64):
 class _Kill(pl.Callback):
     """Simulates a crash in the middle of an epoch."""
 
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
+    def __init__(self, at_batch: int) -> None:
+        self.at_batch = at_batch  # counted over epochs
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.at_step:
+        if trainer.fit_loop.total_batch_idx == self.at_batch:
             raise RuntimeError("killed")
 
 
@@ -241,3 +241,30 @@ def test_freeze_physics_by_name_holds_only_those_parameters():
         HybridModule(
             ShallowWater(Grid.regular_box(8, 8, 5e4), coriolis=FPlane()), freeze_physics=["gravity"]
         )
+
+
+def test_n_iter_takes_that_many_gradient_steps_per_batch_then_updates_lambda(tiny_nc, tmp_path):
+    """The reference code's loop: for each batch, n_iter optimiser steps on it, then one λ update
+    with the last step's trajectory loss."""
+    train, _ = tiny_nc("pendulum", n=4)
+    dm = TrajectoryDataModule(train, ["theta", "omega"], window=5, stride=5, batch_size=8)
+    steps = []
+
+    class Counting(torch.optim.SGD):
+        def step(self, closure=None):
+            steps.append(1)
+            return super().step(closure)
+
+    model = HybridModule(
+        FrictionlessPendulum(),
+        MLP(2, hidden=8),
+        Aphynity(lambda_0=1.0, tau_2=0.0, n_iter=3),
+        optimizer=lambda p: Counting(p, lr=1e-3),
+    )
+    _trainer(tmp_path, max_steps=6, limit_val_batches=0).fit(model, dm)
+    assert len(steps) == 6 and model.global_step == 6  # 2 batches of 3 steps
+    updates = []
+    model.objective.update = updates.append
+    steps.clear()
+    _trainer(tmp_path, max_steps=12, limit_val_batches=0).fit(model, dm)
+    assert len(updates) == len(steps) // 3 and len(steps) >= 6
