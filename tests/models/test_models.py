@@ -262,3 +262,21 @@ def test_unknown_activation_is_a_clear_error():
     for make in (lambda: ResNet(1, activation="swish"), lambda: MLP(2, activation="swish")):
         with pytest.raises(ValueError, match="unknown activation 'swish'"):
             make()
+
+
+def test_mlp_official_init_is_orthogonal_with_gain_and_raw_io():
+    """The reference pendulum net: W Wᵀ = gain² I (orthogonal rows, gain 0.2), zero biases, and
+    no normalisation: the output is the plain MLP of the raw state."""
+    net = MLP(2, hidden=200, init="orthogonal", gain=0.2, normalise=False)
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    for layer in linears:
+        w = layer.weight.detach()
+        small = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(small, 0.04 * torch.eye(small.shape[0]), atol=1e-5, rtol=0)
+        assert not layer.bias.detach().any()
+    y = torch.randn(5, 2)
+    expected = linears[2](torch.relu(linears[1](torch.relu(linears[0](y)))))
+    torch.testing.assert_close(net(None, y), expected)
+    with pytest.raises(ValueError, match="init must be"):
+        MLP(2, init="xavier")
