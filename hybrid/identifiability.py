@@ -192,7 +192,7 @@ def levenberg_marquardt(
         jac, r = jac.detach(), r.detach()
         scale = jac.pow(2).sum(0).clamp_min(1e-300).sqrt()  # [P] Marquardt's diagonal
         new_x, new_loss = x, loss
-        for _ in range(30):
+        for _ in range(12):  # damping up to 1e7: beyond that no step lowers the loss
             damp = torch.diag(mu**0.5 * scale)
             a = torch.cat([jac, damp]) if mu > 0 else jac
             b = torch.cat([-r, r.new_zeros(len(x))]) if mu > 0 else -r
@@ -204,7 +204,7 @@ def levenberg_marquardt(
                     new_x, new_loss, mu = trial, trial_loss, mu / 10
                     break
             mu = max(mu * 10, 1e-4)
-        done = loss - new_loss <= rtol * loss
+        done = new_x is x or loss - new_loss <= rtol * loss
         x, loss = new_x, new_loss
         if done:
             break

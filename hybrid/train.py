@@ -16,6 +16,7 @@ from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
 from hybrid.physics.grid import rebuild_grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
+from hybrid.warm_start import end_of_batch, start_of_fit
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,6 +56,9 @@ class HybridModule(pl.LightningModule):
         physics_lr: learning rate of the prior's parameters, when it should differ from the
             optimiser's (which then applies to the network): physical parameters often tolerate,
             and need, a larger rate than the network's weights.
+        warm_start: fit the prior's parameters to the training data by Gauss-Newton before
+            training, and again with the network held fixed after every epoch
+            (:mod:`hybrid.warm_start`); ``false`` leaves them to the optimiser alone.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class HybridModule(pl.LightningModule):
         freeze_physics: bool | list[str] = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         physics_lr: float | None = None,
+        warm_start: bool = True,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # modules in hparams are on purpose: the CLI's class_paths
@@ -97,6 +102,7 @@ class HybridModule(pl.LightningModule):
         if physics_lr is not None and not physics_lr > 0:
             raise ValueError(f"physics_lr must be positive, got {physics_lr}")
         self.optimizer, self.physics_lr = optimizer, physics_lr
+        self.warm_start, self.warm_start_report = warm_start, {}
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.register_buffer("active", torch.ones(0), persistent=False)  # [*grid] loss mask
@@ -127,6 +133,12 @@ class HybridModule(pl.LightningModule):
         check_channels(self.field, dm)
         if stage == "fit" and self.channel_weight.numel() == 0:
             self.set_statistics(**dm.statistics())
+
+    def on_fit_start(self) -> None:
+        start_of_fit(self)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["warm_start"] = self.warm_start_report
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         for name in ("channel_weight", "tendency_std"):  # shapes known only once data were seen
@@ -205,6 +217,7 @@ class HybridModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         traj = self.trainer.strategy.reduce(self._last_traj, reduce_op="mean")  # same λ on ranks
         self.objective.update(float(traj))
+        end_of_batch(self, batch_idx)
         if isinstance(self.objective, Aphynity):
             self.log("train/lambda", float(self.objective.lambda_))
 
