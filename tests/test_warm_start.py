@@ -6,15 +6,18 @@ import json
 import math
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 
 from hybrid.cli import main
-from hybrid.data.io import trajectories_to_dataset, write_netcdf
-from hybrid.data.simulate import box_coords
-from hybrid.physics.grid import rebuild_grid
+from hybrid.data.datamodule import TrajectoryDataModule
+from hybrid.data.io import grid_coords, trajectories_to_dataset, write_netcdf
+from hybrid.data.simulate import box_coords, simulate
+from hybrid.physics.grid import Grid, rebuild_grid
 from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
 from hybrid.train import HybridModule
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -110,3 +113,51 @@ def test_user_prior_from_yaml_with_default_optimiser(tmp_path, monkeypatch):
     )
     model = _fit(config, tmp_path)
     assert float(model.physics.log_r.exp()) == pytest.approx(0.7, rel=0.01)
+
+
+def _shallow_water_file(tmp_path: Path, kind: str) -> tuple[str, object]:
+    """Balanced bumps plus noise under the true shallow water (H 100 m, f0 1e-4, drag 1e-6),
+    on a periodic box or a lat-lon patch with land (NaN in the file), 6 × 16 hourly frames."""
+    if kind == "box":
+        coords = box_coords((24, 24), 50e3)
+        grid = Grid.regular_box(24, 24, 50e3)
+        land = torch.zeros(24, 24, dtype=torch.bool)
+    else:
+        lat, lon = np.linspace(30.0, 50.0, 20), np.linspace(0.0, 24.0, 20)
+        land = torch.zeros(20, 20, dtype=torch.bool)
+        land[3:6, 4:8] = True
+        coords = grid_coords("latlon", lon, lat)
+        grid = Grid.latlon(lat, lon, active=~land.numpy())
+    truth = ShallowWater(grid, H=100.0, r=1e-6, coriolis=FPlane(1e-4)).double()
+    g = torch.Generator().manual_seed(1)
+    ny, nx = grid.shape
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 2 * math.pi, ny), torch.linspace(0, 2 * math.pi, nx), indexing="ij"
+    )
+    a, b = torch.randn(2, 6, 1, 1, generator=g)
+    eta = 0.5 * (a * torch.sin(xx + b) * torch.cos(yy) + b * torch.cos(2 * yy - a)).double()
+    u, v = geostrophic_velocity(eta, grid.double(), 9.81, 1e-4)
+    y0 = torch.stack((eta + 0.05 * torch.cos(xx + yy), u, v), dim=1) * (~land)
+    t = torch.arange(16, dtype=torch.float64) * 3600.0
+    y = simulate(truth, y0, t, progress=False, method="rk4", step_size=300.0)
+    y = y.masked_fill(land, float("nan"))
+    ds = trajectories_to_dataset(y, t, ["eta", "u", "v"], coords=coords)
+    return str(write_netcdf(ds, tmp_path / f"sw_{kind}.nc")), grid
+
+
+@pytest.mark.parametrize("kind", ["box", "latlon"])
+def test_shallow_water_from_30_percent_off_with_the_defaults(tmp_path, kind):
+    """Physics objective, H, f0 and drag 30 % off (g known): within 2 % after one epoch."""
+    path, _ = _shallow_water_file(tmp_path, kind)
+    dm = TrajectoryDataModule(path, ["eta", "u", "v"], window=6, stride=3, batch_size=8)
+    prior = ShallowWater(dm.grid, H=70.0, r=1.3e-6, coriolis=FPlane(1.3e-4))
+    model = HybridModule(prior, freeze_physics=["g"])
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    found = physical_parameters(model.physics)
+    assert float(found["H"]) == pytest.approx(100.0, rel=0.02)
+    assert float(found["coriolis.f0"]) == pytest.approx(1e-4, rel=0.02)
+    assert float(found["r"]) == pytest.approx(1e-6, rel=0.02)
