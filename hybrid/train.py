@@ -240,7 +240,7 @@ class HybridModule(pl.LightningModule):
         if self.physics is not None:
             for name, value in physical_parameters(self.physics).items():
                 if value.numel() == 1:
-                    self.log(f"physics/{name}", float(value), sync_dist=False)
+                    self.log(f"physics/{name}", float(value), sync_dist=False, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.parameters() if p.requires_grad]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,6 +16,7 @@ from hybrid.cli import main
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import grid_coords, trajectories_to_dataset, write_netcdf
 from hybrid.data.simulate import box_coords, simulate
+from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
 from hybrid.physics.grid import Grid, rebuild_grid
 from hybrid.physics.parameters import physical_parameters
 from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
@@ -161,3 +163,74 @@ def test_shallow_water_from_30_percent_off_with_the_defaults(tmp_path, kind):
     assert float(found["H"]) == pytest.approx(100.0, rel=0.02)
     assert float(found["coriolis.f0"]) == pytest.approx(1e-4, rel=0.02)
     assert float(found["r"]) == pytest.approx(1e-6, rel=0.02)
+
+
+class TimeToAccuracy(pl.Callback):
+    """Epochs and seconds (from the start of ``fit``, warm start included) until every named
+    parameter is within ``rel`` of its truth; epoch 0 is the state before the first epoch."""
+
+    def __init__(self, truth: dict[str, float], rel: float = 0.01) -> None:
+        self.truth, self.rel, self.reached = truth, rel, None
+
+    def on_fit_start(self, trainer, module) -> None:
+        self.start = time.perf_counter()
+
+    def _check(self, module, epoch: int) -> None:
+        found = physical_parameters(module.physics)
+        ok = all(abs(float(found[k]) / v - 1) <= self.rel for k, v in self.truth.items())
+        if ok and self.reached is None:
+            self.reached = (epoch, time.perf_counter() - self.start)
+        self.last = {k: float(found[k]) for k in self.truth}
+
+    def on_train_start(self, trainer, module) -> None:
+        self._check(module, 0)
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self._check(module, trainer.current_epoch + 1)
+
+
+def _case(name: str, tmp_path: Path, monkeypatch):
+    """(data module, prior, HybridModule kwargs, truth) of the time-to-accuracy cases."""
+    if name == "advection_diffusion":
+        t, y = spectral_advection_diffusion()
+        path = _write(tmp_path, "tracer", y, t, box_coords((N, N), DX, periodic=True))
+        dm = TrajectoryDataModule(path, ["tracer"], window=10, stride=5, batch_size=16)
+        prior = AdvectionDiffusion(dm.grid, kappa=36.0, velocity=ConstantVelocity())
+        adam = {"optimizer": lambda p: torch.optim.Adam(p, lr=1e-2)}  # the config's
+        return dm, prior, adam, TRUTH
+    if name == "decay":
+        monkeypatch.syspath_prepend(str(Path(__file__).parent))
+        from user_priors import Decay
+
+        t = torch.arange(20, dtype=torch.float64) * 0.1
+        y0 = torch.rand(64, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        path = _write(tmp_path, "y", (y0 + 0.5)[:, None] * torch.exp(-0.7 * t)[None, :, None], t)
+        dm = TrajectoryDataModule(path, ["y"], window=5, stride=5, batch_size=16)
+        return dm, Decay(0.2), {}, {"r": 0.7}
+    path, _ = _shallow_water_file(tmp_path, name.removeprefix("shallow_water_"))
+    dm = TrajectoryDataModule(path, ["eta", "u", "v"], window=6, stride=3, batch_size=8)
+    prior = ShallowWater(dm.grid, H=70.0, r=1.3e-6, coriolis=FPlane(1.3e-4))
+    truth = {"H": 100.0, "coriolis.f0": 1e-4, "r": 1e-6}
+    return dm, prior, {"freeze_physics": ["g"]}, truth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["advection_diffusion", "decay", "shallow_water_box", "shallow_water_latlon"]
+)
+@pytest.mark.parametrize("warm", [True, False])
+def test_time_to_accuracy(tmp_path, monkeypatch, name, warm):
+    """NOTES' Convergence table: ``pytest -m slow tests/test_warm_start.py -s -k time_to``."""
+    dm, prior, kwargs, truth = _case(name, tmp_path, monkeypatch)
+    model = HybridModule(prior, warm_start=warm, **kwargs)
+    clock = TimeToAccuracy(truth)
+    trainer = pl.Trainer(
+        max_epochs=5 if warm else 30, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[clock],
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    print(f"\nTIME_TO_1% {name} warm={warm}: {clock.reached} last={clock.last}")
+    if warm:
+        assert clock.reached is not None and clock.reached[0] <= 1
