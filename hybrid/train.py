@@ -16,6 +16,7 @@ from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
 from hybrid.physics.grid import rebuild_grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
+from hybrid.schedule import clip_outliers, schedule_lr
 from hybrid.warm_start import end_of_batch, start_of_fit
 
 
@@ -213,6 +214,12 @@ class HybridModule(pl.LightningModule):
             )
         self._last_traj = out["traj_loss"].detach()
         return out["loss"]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        schedule_lr(self)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        clip_outliers(self, optimizer)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         traj = self.trainer.strategy.reduce(self._last_traj, reduce_op="mean")  # same λ on ranks
