@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -148,9 +148,9 @@ def save_report(report: dict, trainer) -> Path | None:
     if trainer.logger is not None:
         flat = {f"warm_start/{k}": v for k, v in report["found"].items()}
         trainer.logger.log_metrics({**flat, "warm_start/seconds": report["seconds"]}, step=0)
+    folder = Path(trainer.log_dir or trainer.default_root_dir)  # a broadcast: every rank calls it
     if not trainer.is_global_zero:
         return None
-    folder = Path(trainer.log_dir or trainer.default_root_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "warm_start.json"
     path.write_text(json.dumps(report, indent=1))
@@ -159,10 +159,11 @@ def save_report(report: dict, trainer) -> Path | None:
 
 def has_physics_to_fit(module: nn.Module) -> bool:
     """A prior with 1..MAX_PARAMETERS trainable scalars."""
-    if module.physics is None:
-        return False
-    n = sum(p.numel() for p in module.physics.parameters() if p.requires_grad)
-    return 0 < n <= MAX_PARAMETERS
+    return module.physics is not None and 0 < _n_trainable(module.physics) <= MAX_PARAMETERS
+
+
+def _n_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def _double_copy(field: HybridField) -> HybridField:
@@ -199,6 +200,11 @@ def start_of_fit(module: nn.Module) -> None:
     or the run resumes from a checkpoint (whose parameters are already trained)."""
     module.warm_start_report = {}
     if not (module.warm_start and has_physics_to_fit(module)):
+        if module.warm_start and module.physics is not None and _n_trainable(module.physics):
+            rank_zero_warn(
+                f"no warm start: the prior has {_n_trainable(module.physics)} trainable scalars, "
+                f"more than {MAX_PARAMETERS}; its parameters are left to the optimiser"
+            )
         return
     module._stretches = training_stretches(module)
     if module.trainer.ckpt_path is not None:
