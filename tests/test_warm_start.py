@@ -115,6 +115,9 @@ def test_user_prior_from_yaml_with_default_optimiser(tmp_path, monkeypatch):
     )
     model = _fit(config, tmp_path)
     assert float(model.physics.log_r.exp()) == pytest.approx(0.7, rel=0.01)
+    off = _fit(config, tmp_path / "off", "--model.warm_start", "false")
+    assert float(off.physics.log_r.exp()) < 0.35  # Adam alone, 2 epochs: far from 0.7
+    assert not list((tmp_path / "off").rglob("warm_start.json"))
 
 
 def _shallow_water_file(tmp_path: Path, kind: str) -> tuple[str, object]:
