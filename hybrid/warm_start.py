@@ -199,6 +199,10 @@ def start_of_fit(module: nn.Module) -> None:
     """``HybridModule.on_fit_start``: the warm start, unless it is off, there is nothing to fit,
     or the run resumes from a checkpoint (whose parameters are already trained)."""
     module.warm_start_report = {}
+    if getattr(module.trainer.datamodule, "splits", None) is None:
+        if module.warm_start and module.physics is not None:
+            rank_zero_info("no warm start: it reads the training windows of a TrajectoryDataModule")
+        return
     if not (module.warm_start and has_physics_to_fit(module)):
         if module.warm_start and module.physics is not None and _n_trainable(module.physics):
             rank_zero_warn(
