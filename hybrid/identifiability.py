@@ -4,23 +4,27 @@ APHYNITY solves ``min ‖F_a‖²`` subject to the hybrid ``F_p(θ) + F_a`` fitt
 With a network that can represent any ``F_a``, the constraint fixes ``F_p + F_a = F``, the true
 tendency on the data's states ``y``, so the optimum is
 
-    θ* = argmin_θ  Σ_y ‖F(y) − F_p(θ; y)‖²,        F_a* = F − F_p(θ*),
+    θ* = argmin_θ  Σ_y ‖F(y) − F_p(θ; y)‖²_W,        F_a* = F − F_p(θ*),
 
-the prior fitted to the tendency by least squares. If ``θ*`` is not the true ``θ``, no amount of
-training recovers it: the missing term ``F − F_p(θ)`` is not orthogonal (over these states) to the
-prior's directions ``∂F_p/∂θ``, and APHYNITY moves θ by ``(JᵀJ)⁻¹ Jᵀ (F − F_p(θ))``.
+the prior fitted to the tendency by least squares, in the norm ``W`` of the configured objective
+(``‖F_a‖²`` weighs each channel by ``1 / tendency_std²`` and counts only active cells: pass those
+as ``weight`` and ``mask``). If ``θ*`` is not the true ``θ``, no amount of training recovers it:
+the missing term ``F − F_p(θ)`` is not orthogonal (over these states) to the prior's directions
+``∂F_p/∂θ``, and APHYNITY moves θ by ``(JᵀWJ)⁻¹ JᵀW (F − F_p(θ))``.
 
 Use it before training to check that a prior's parameters are identifiable on a dataset, with the
 true tendency when the data are simulated or :func:`finite_difference_tendency` otherwise.
+:mod:`hybrid.warm_start` uses the same solver on short rollouts to start training there.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch.func import functional_call, jacfwd
 
 from hybrid.physics.parameters import physical_parameters
 
@@ -41,30 +45,72 @@ def finite_difference_tendency(trajectories: Tensor, dt: float) -> tuple[Tensor,
     return trajectories[:, 1:-1], tendency
 
 
+def residual_weight(
+    shape: torch.Size, weight: Tensor | None = None, mask: Tensor | None = None
+) -> Tensor:
+    """``√(w_c m)`` broadcastable against states of ``shape`` ``[..., C, *grid]``: ``weight``
+    ``[C]`` per channel (the objective's), ``mask`` ``[*grid]`` of cell weights (0 on land; area
+    weights welcome). ``[..., C]`` ODE states take no mask."""
+    n_grid = 0 if mask is None else mask.ndim
+    out = torch.ones((), dtype=torch.float64)
+    if weight is not None:
+        if weight.numel() != shape[len(shape) - n_grid - 1]:
+            raise ValueError(f"weight has {weight.numel()} channels, the states {tuple(shape)}")
+        out = weight.double().cpu().view(-1, *[1] * n_grid)
+    if mask is not None:
+        out = out * mask.double().cpu()
+    if not (out >= 0).all():
+        raise ValueError("weights and mask must be non-negative")
+    return out.sqrt()
+
+
 def least_norm_parameters(
     prior: nn.Module,
     states: Tensor,
     tendency: Tensor,
     *,
+    weight: Tensor | None = None,
+    mask: Tensor | None = None,
     iterations: int = 20,
     rtol: float = 1e-10,
 ) -> dict[str, float]:
     """The prior's parameters at APHYNITY's optimum (see the module docstring), by Gauss-Newton.
 
-    Gauss-Newton in physical units (``κ``, not the stored ``log κ``) is invariant to the parameters'
-    scales (κ ~ 1e3 beside u ~ 0.1 is no harder than two unit parameters) and exact in one step for
-    a prior linear in its parameters; steps are halved where they would not lower the residual or
-    would make a positive parameter negative. ``prior`` is not modified; its current parameters
-    are the starting point.
-
     Args:
-        prior: ``f(t, y)`` with at most :data:`MAX_PARAMETERS` scalar trainable parameters.
+        prior: ``f(t, y)`` with at most :data:`MAX_PARAMETERS` scalar trainable parameters; its
+            current parameters are the starting point; it is not modified.
         states: ``[N, *S]`` (any leading dims; flattened into the batch).
         tendency: ``dy/dt`` at ``states``, same shape.
+        weight: ``[C]`` per-channel weights of the objective's norm (default all 1).
+        mask: ``[*grid]`` cell weights (0 on inactive cells).
         iterations: at most this many Gauss-Newton steps.
         rtol: stop when a step lowers the residual's mean square by less than this, relatively.
     Returns:
         ``{name: value}`` in physical units, as :func:`physical_parameters` names them.
+    """
+    fitted = fit_tendency(
+        prior, states, tendency, weight=weight, mask=mask, iterations=iterations, rtol=rtol
+    )
+    return {k: float(v) for k, v in physical_parameters(fitted).items() if v.numel() == 1}
+
+
+def fit_tendency(
+    prior: nn.Module,
+    states: Tensor,
+    tendency: Tensor,
+    *,
+    weight: Tensor | None = None,
+    mask: Tensor | None = None,
+    iterations: int = 20,
+    rtol: float = 1e-10,
+) -> nn.Module:
+    """A float64 copy of ``prior`` fitted to ``tendency`` (arguments of
+    :func:`least_norm_parameters`).
+
+    Gauss-Newton in physical units (``κ``, not the stored ``log κ``) is invariant to the
+    parameters' scales (κ ~ 1e3 beside u ~ 0.1 is no harder than two unit parameters) and exact in
+    one step for a prior linear in its parameters; Levenberg-Marquardt damping shortens steps that
+    would not lower the residual or would make a positive parameter negative.
     """
     if states.shape != tendency.shape:
         raise ValueError(
@@ -73,64 +119,101 @@ def least_norm_parameters(
     if not (torch.isfinite(states).all() and torch.isfinite(tendency).all()):
         raise ValueError("states and tendency must be finite (mask or drop missing values first)")
     model = copy.deepcopy(prior).double()
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    theta = trainable_parameters(model)
+    is_log = {n: n.rpartition(".")[2].startswith("log_") for n in theta}
+    y, f = states.double(), tendency.double()
+    w = residual_weight(y.shape, weight, mask).to(y.device)
+    t0 = torch.zeros((), dtype=torch.float64, device=y.device)
+
+    def to_stored(x: Tensor) -> dict[str, Tensor]:
+        values = unflatten(x, theta)
+        return {n: v.log() if is_log[n] else v for n, v in values.items()}
+
+    def residual(x: Tensor) -> Tensor:
+        """``√W (F_p − F)`` flattened, the prior's parameters given in physical units."""
+        return (w * (functional_call(model, to_stored(x), (t0, y)) - f)).flatten()
+
+    def admissible(x: Tensor) -> bool:
+        return all(bool((v > 0).all()) for n, v in unflatten(x, theta).items() if is_log[n])
+
+    x0 = torch.cat([(v.exp() if is_log[n] else v).flatten() for n, v in theta.items()])
+    x, _ = levenberg_marquardt(
+        residual, x0, iterations=iterations, rtol=rtol, admissible=admissible
+    )
+    load_flat(model, theta, torch.cat([v.flatten() for v in to_stored(x).values()]))
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, Tensor]:
+    """``{name: detached copy}`` of the trainable parameters, checked against
+    :data:`MAX_PARAMETERS`."""
     theta = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     n_scalars = sum(p.numel() for p in theta.values())
     if not 0 < n_scalars <= MAX_PARAMETERS:
         raise ValueError(f"the prior has {n_scalars} trainable scalars; need 1..{MAX_PARAMETERS}")
-    y, f = states.double(), tendency.double()
-    t0 = torch.zeros((), dtype=torch.float64)
-    is_log = {n: n.rpartition(".")[2].startswith("log_") for n in names}
-
-    def residual(values: dict[str, Tensor]) -> Tensor:
-        """``F_p − F`` flattened, the prior's parameters given in physical units."""
-        params = {n: v.log() if is_log[n] else v for n, v in values.items()}
-        return (functional_call(model, params, (t0, y)) - f).flatten()
-
-    values = {n: v.exp() if is_log[n] else v for n, v in theta.items()}
-    for _ in range(iterations):
-        r, jac = _residual_and_jacobian(residual, values, names)
-        loss = float(r.pow(2).mean())
-        step = torch.linalg.lstsq(jac, -r[:, None]).solution.flatten()
-        values, new_loss = _backtrack(residual, values, names, step, loss, is_log)
-        if loss - new_loss <= rtol * loss:
-            break
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n in values:
-                p.copy_(values[n].log() if is_log[n] else values[n])
-    return {k: float(v) for k, v in physical_parameters(model).items() if v.numel() == 1}
+    return theta
 
 
-def _backtrack(residual, values, names, step, loss, is_log, halvings: int = 40):
-    """The Gauss-Newton step, halved until positive parameters stay positive and the loss drops."""
-    for _ in range(halvings):
-        trial = _unflatten_add(values, names, step)
-        if all(bool((trial[n] > 0).all()) for n in names if is_log[n]):
-            with torch.no_grad():
-                trial_loss = float(residual(trial).pow(2).mean())
-            if trial_loss <= loss:
-                return trial, trial_loss
-        step = step / 2
-    return values, loss
-
-
-def _residual_and_jacobian(residual, theta: dict[str, Tensor], names: list[str]):
-    """``r(θ)`` ``[M]`` and ``∂r/∂θ`` ``[M, P]``, one forward-mode pass per scalar parameter."""
-    columns, r = [], None
-    for name in names:
-        for k in range(theta[name].numel()):
-            tangent = {n: torch.zeros_like(v) for n, v in theta.items()}
-            tangent[name].view(-1)[k] = 1.0
-            r, column = jvp(residual, (theta,), (tangent,))
-            columns.append(column)
-    return r.detach(), torch.stack(columns, dim=1).detach()
-
-
-def _unflatten_add(theta: dict[str, Tensor], names: list[str], step: Tensor) -> dict[str, Tensor]:
-    out, i = dict(theta), 0
-    for name in names:
-        n = theta[name].numel()
-        out[name] = theta[name] + step[i : i + n].view_as(theta[name])
-        i += n
+def unflatten(x: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Split the flat ``x`` ``[P]`` into tensors shaped like ``like``'s values."""
+    out, i = {}, 0
+    for name, v in like.items():
+        out[name] = x[i : i + v.numel()].view_as(v)
+        i += v.numel()
     return out
+
+
+def load_flat(model: nn.Module, like: dict[str, Tensor], x: Tensor) -> None:
+    """Write the flat stored values ``x`` into ``model``'s parameters named in ``like``."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, v in unflatten(x, like).items():
+            params[name].copy_(v)
+
+
+def levenberg_marquardt(
+    residual: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    *,
+    iterations: int = 20,
+    rtol: float = 1e-10,
+    admissible: Callable[[Tensor], bool] = lambda x: True,
+) -> tuple[Tensor, float]:
+    """``argmin_x ‖r(x)‖²`` from ``x0`` ``[P]`` by Levenberg-Marquardt (Marquardt's diagonal
+    scaling, so invariant to the scale of each coordinate); the Jacobian by ``jacfwd``.
+
+    Starts undamped (a plain Gauss-Newton step, exact for a linear residual). Returns the
+    point and the mean square of its residual; a step is taken only if it lowers it.
+    """
+    x, mu = x0.detach().double(), 0.0
+    loss = float(residual(x).pow(2).mean())
+    for _ in range(iterations):
+        jac, r = jacfwd(_with_aux(residual), has_aux=True)(x)  # [M, P], [M]
+        jac, r = jac.detach(), r.detach()
+        scale = jac.pow(2).sum(0).clamp_min(1e-300).sqrt()  # [P] Marquardt's diagonal
+        new_x, new_loss = x, loss
+        for _ in range(12):  # damping up to 1e7: beyond that no step lowers the loss
+            damp = torch.diag(mu**0.5 * scale)
+            a = torch.cat([jac, damp]) if mu > 0 else jac
+            b = torch.cat([-r, r.new_zeros(len(x))]) if mu > 0 else -r
+            step = torch.linalg.lstsq(a.cpu(), b.cpu()[:, None]).solution.flatten().to(x)
+            trial = x + step
+            if admissible(trial):
+                trial_loss = float(residual(trial).pow(2).mean())
+                if trial_loss <= loss:
+                    new_x, new_loss, mu = trial, trial_loss, mu / 10
+                    break
+            mu = max(mu * 10, 1e-4)
+        done = new_x is x or loss - new_loss <= rtol * loss
+        x, loss = new_x, new_loss
+        if done:
+            break
+    return x, loss
+
+
+def _with_aux(residual: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    def both(x: Tensor) -> tuple[Tensor, Tensor]:
+        r = residual(x)
+        return r, r
+
+    return both

@@ -18,6 +18,8 @@ from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
+from hybrid.schedule import clip_outliers, schedule_lr
+from hybrid.warm_start import end_of_batch, start_of_fit
 
 # A prior or network given as a module, or as a class awaiting the data's grid (what the CLI and
 # a checkpoint give: ``class_path`` + ``init_args``; a ``grid`` argument is filled from the data).
@@ -70,8 +72,12 @@ class HybridModule(pl.LightningModule):
         physics_lr: learning rate of the prior's parameters, when it should differ from the
             optimiser's (which then applies to the network): physical parameters often tolerate,
             and need, a larger rate than the network's weights.
-        gradient_clip: largest gradient norm of a step (none by default); takes the place of
+        gradient_clip: largest gradient norm of a step; by default (none) a network's gradient
+            is clipped at 3x its running mean (:mod:`hybrid.schedule`). It takes the place of
             the Trainer's ``gradient_clip_val``, which steps chosen by the objective rule out.
+        warm_start: fit the prior's parameters to the training data by Gauss-Newton before
+            training, and again with the network held fixed after every epoch
+            (:mod:`hybrid.warm_start`); ``false`` leaves them to the optimiser alone.
     """
 
     def __init__(
@@ -90,6 +96,7 @@ class HybridModule(pl.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         physics_lr: float | None = None,
         gradient_clip: float | None = None,
+        warm_start: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the objective's steps per batch (training_step)
@@ -113,6 +120,7 @@ class HybridModule(pl.LightningModule):
         if gradient_clip is not None and not gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive, got {gradient_clip}")
         self.gradient_clip = gradient_clip
+        self.warm_start, self.warm_start_report = warm_start, {}
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.grid: Grid | None = None
@@ -168,6 +176,13 @@ class HybridModule(pl.LightningModule):
         dm = self.trainer.datamodule
         if dm is not None and self.channel_weight.numel() == 0:  # not when resuming
             self.set_statistics(**dm.statistics())
+        start_of_fit(self)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        clip_outliers(self, optimizer)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["warm_start"] = self.warm_start_report
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         for name in ("channel_weight", "tendency_std"):  # shapes known only once data were seen
@@ -232,14 +247,16 @@ class HybridModule(pl.LightningModule):
                     f"{self.global_step} (lower the learning rate or the step size); the "
                     "last checkpoint is kept"
                 )
+            schedule_lr(self)
             optimizer.zero_grad()
             self.manual_backward(out["loss"])
             if self.gradient_clip is not None:
                 self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip)
-            optimizer.step()
+            optimizer.step()  # clip_outliers runs in on_before_optimizer_step
         self._log({k: v.detach() for k, v in out.items()}, "train", batch[1].shape[0])
         traj = self.trainer.strategy.reduce(out["traj_loss"].detach(), reduce_op="mean")
         self.objective.update(float(traj))  # the same λ on every rank
+        end_of_batch(self, batch_idx)
         if isinstance(self.objective, Aphynity):
             self.log("train/lambda", float(self.objective.lambda_))
 
@@ -271,7 +288,7 @@ class HybridModule(pl.LightningModule):
         if self.physics is not None:
             for name, value in physical_parameters(self.physics).items():
                 if value.numel() == 1:
-                    self.log(f"physics/{name}", float(value), sync_dist=False)
+                    self.log(f"physics/{name}", float(value), sync_dist=False, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.parameters() if p.requires_grad]

@@ -139,3 +139,19 @@ def test_bad_inputs_are_refused():
         least_norm_parameters(FrictionlessPendulum(), y, torch.full((4, 2), float("nan")))
     with pytest.raises(ValueError, match="trainable scalars"):
         least_norm_parameters(MLP(2, hidden=16), y, y)
+
+
+def test_the_objectives_channel_weights_and_mask_set_the_optimum(float64):
+    """Decay −γy fitted to channels decaying at γ₀ and γ₁: the weighted least-squares optimum is
+    ``γ* = Σ_c w_c γ_c ⟨y_c²⟩ / Σ_c w_c ⟨y_c²⟩``; cells with mask 0 do not count."""
+    y = torch.randn(200, 2, 3, generator=torch.Generator().manual_seed(2))  # [N, C, cells]
+    rates = torch.tensor([1.0, 3.0])[:, None]
+    f = -rates * y
+    f[..., 2] = 100.0  # garbage on a masked-out cell
+    weight, mask = torch.tensor([4.0, 0.5]), torch.tensor([1.0, 1.0, 0.0])
+    power = y[..., :2].pow(2).sum((0, 2))  # [C]
+    expected = float((weight * rates[:, 0] * power).sum() / (weight * power).sum())
+    found = least_norm_parameters(LinearDecay(0.1), y, f, weight=weight, mask=mask)
+    assert found["gamma"] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="channels"):
+        least_norm_parameters(LinearDecay(0.1), y, f, weight=torch.ones(3), mask=mask)
