@@ -32,8 +32,13 @@ def lr_factor(step: int, total: float) -> float:
 
 
 def wanted(module: nn.Module) -> bool:
-    """A network is trained and no clipping was configured (``model.gradient_clip``)."""
-    return module.correction is not None and getattr(module, "gradient_clip", None) is None
+    """A network is trained, ``model.stabilise`` is on and no clipping was configured
+    (``model.gradient_clip``)."""
+    return (
+        module.correction is not None
+        and getattr(module, "stabilise", True)
+        and getattr(module, "gradient_clip", None) is None
+    )
 
 
 def schedule_lr(module: nn.Module) -> None:

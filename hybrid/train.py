@@ -78,6 +78,9 @@ class HybridModule(pl.LightningModule):
         warm_start: fit the prior's parameters to the training data by Gauss-Newton before
             training, and again with the network held fixed after every epoch
             (:mod:`hybrid.warm_start`); ``false`` leaves them to the optimiser alone.
+        stabilise: with a network, warm the learning rate up and decay it by a cosine, and
+            clip outlier gradients (:mod:`hybrid.schedule`); ``false`` keeps the optimiser's
+            constant rate, as the reference code does.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class HybridModule(pl.LightningModule):
         physics_lr: float | None = None,
         gradient_clip: float | None = None,
         warm_start: bool = True,
+        stabilise: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the objective's steps per batch (training_step)
@@ -121,6 +125,7 @@ class HybridModule(pl.LightningModule):
             raise ValueError(f"gradient_clip must be positive, got {gradient_clip}")
         self.gradient_clip = gradient_clip
         self.warm_start, self.warm_start_report = warm_start, {}
+        self.stabilise = stabilise
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.grid: Grid | None = None

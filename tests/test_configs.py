@@ -39,7 +39,8 @@ QUIET = [
 
 
 def protocol_of(path: Path) -> str:
-    name = EXTRA.get(path.name, path.parent.name)
+    folder = path.parent.parent if path.parent.name == "official" else path.parent
+    name = EXTRA.get(path.name, folder.name)
     assert name in DATASETS, f"{path}: no protocol for this config; add it to EXTRA"
     return name
 
@@ -127,7 +128,7 @@ def test_config_matches_its_protocol(path):
         return
     assert data["path"] == f"data/generated/{name}/train.nc"
     assert data["test_path"] == f"data/generated/{name}/test.nc"
-    assert config["trainer"]["default_root_dir"] == f"runs/{name}/{path.stem}"
+    assert config["trainer"]["default_root_dir"] == f"runs/{label(path).removesuffix('.yaml')}"
     window = data["window"]
     eval_window = data.get("eval_window") or window
     length, val = spec.n_times["train"], data.get("val_fraction", 0.2)

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 
 from hybrid.physics.parameters import Positive, log_parameter
 
-OMEGA0_SQ = (2 * math.pi / 12) ** 2  # APHYNITY's ω0²
+# APHYNITY's ω0² = (2π/T0)²: the reference code's default since its commit 3030566 (December
+# 2022, "Update default dataset parameter") is T0 = 6; the first protocol here used T0 = 12.
+OMEGA0_SQ = (2 * math.pi / 6) ** 2
 ALPHA = 0.2  # APHYNITY's α
 
 

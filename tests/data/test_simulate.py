@@ -50,7 +50,7 @@ def test_pendulum_dataset_matches_fine_rk4(float64):
     t = torch.arange(40, dtype=torch.float64) * 0.5
     ref = rollout(spec.model, y[:, 0], t, method="rk4", step_size=1e-3)
     assert torch.allclose(y, ref, atol=1e-6)  # float32 storage
-    assert math.isclose(ds.attrs["true_omega0_sq"], (2 * math.pi / 12) ** 2, rel_tol=1e-12)
+    assert math.isclose(ds.attrs["true_omega0_sq"], (2 * math.pi / 6) ** 2, rel_tol=1e-12)
     assert math.isclose(ds.attrs["true_alpha"], 0.2, rel_tol=1e-12)
 
 
