@@ -1,6 +1,7 @@
 """Convolutions that follow the grid's geometry: circular on periodic axes, zeros at walls.
 
-Shared by :class:`~hybrid.models.resnet.ResNet` and :class:`~hybrid.models.unet.UNet`, together
+Shared by :class:`~hybrid.models.resnet.ResNet`, :class:`~hybrid.models.unet.UNet` and
+:class:`~hybrid.models.convnet.ConvNet`, together
 with the normalise-mask-apply-mask-scale wrapper that both fields nets use.
 """
 
@@ -104,7 +105,10 @@ def apply_on_field(
     z = scaler.normalise(y).reshape(-1, *field)  # [..., C, ny, nx] -> [N, C, ny, nx]
     if active is not None:
         z = torch.where(active, z, 0.0)
-    out = body(z)
+    # Channels-last inside: mkldnn convolutions of few channels run several times faster on the
+    # CPU with the channels innermost, and every layer after the first keeps that layout.
+    out = body(z.contiguous(memory_format=torch.channels_last))
     if active is not None:
         out = torch.where(active, out, 0.0)
-    return scaler.scale_output(out.reshape(*lead, *out.shape[-3:]))  # -> [..., C, ny, nx]
+    out = scaler.scale_output(out).contiguous()  # back to the caller's layout
+    return out.reshape(*lead, *out.shape[-3:])  # -> [..., C, ny, nx]

@@ -262,3 +262,60 @@ def test_unknown_activation_is_a_clear_error():
     for make in (lambda: ResNet(1, activation="swish"), lambda: MLP(2, activation="swish")):
         with pytest.raises(ValueError, match="unknown activation 'swish'"):
             make()
+
+
+# -- ConvNet (APHYNITY's estimator) ---------------------------------------------------------
+
+
+def test_batch_stat_norm_is_batchnorm_without_running_statistics(float64):
+    from hybrid.models.convnet import BatchStatNorm
+
+    h = torch.randn(5, 3, 4, 6) * 3 + 1
+    ours, torchs = BatchStatNorm(3), nn.BatchNorm2d(3, track_running_stats=False)
+    with torch.no_grad():
+        for norm in (ours, torchs):
+            norm.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
+            norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    torch.testing.assert_close(ours(h), torchs(h), rtol=1e-12, atol=1e-12)
+    hc = h.contiguous(memory_format=torch.channels_last)
+    assert ours(hc).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_convnet_equals_the_papers_estimator_with_circular_padding(float64):
+    """Same weights: ConvNet == conv-BN-ReLU-conv-BN-ReLU-conv on a circularly padded field."""
+    from hybrid.models import ConvNet
+
+    net = ConvNet(C, hidden=4)
+    torch.nn.init.normal_(net.head.conv.weight)
+    convs = [m.conv for m in net.modules() if hasattr(m, "periodic") and hasattr(m, "conv")]
+    convs = [c for c in convs if isinstance(c, nn.Conv2d)]
+    assert [c.bias is None for c in convs] == [True, True, False]
+
+    def paper(x: Tensor) -> Tensor:
+        for i, conv in enumerate(convs):
+            x = conv(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"))
+            if i < 2:
+                x = torch.relu(torch.nn.functional.batch_norm(x, None, None, training=True))
+        return x
+
+    y = torch.randn(3, 5, C, NY, NX)
+    torch.testing.assert_close(net(None, y), paper(y.flatten(0, 1)).view_as(y))
+
+
+def test_convnet_starts_at_zero_and_gets_gradients():
+    from hybrid.models import ConvNet
+
+    net = ConvNet(C, hidden=4)
+    y = torch.randn(2, C, NY, NX)
+    assert torch.equal(net(None, y), torch.zeros_like(y))
+    net(None, y).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_convnet_rejects_bad_sizes():
+    from hybrid.models import ConvNet
+
+    with pytest.raises(ValueError, match="depth must be at least 2"):
+        ConvNet(2, depth=1)
+    with pytest.raises(ValueError, match="hidden must be positive, got 0"):
+        ConvNet(2, hidden=0)
