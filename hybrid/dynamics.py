@@ -11,7 +11,9 @@ import math
 import warnings
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torchdiffeq import odeint, odeint_adjoint
 
 FIXED_STEP_METHODS = (
@@ -53,6 +55,37 @@ class HybridField(nn.Module):
     def stable_dt(self) -> float:
         """The physics prior's stable step, or ``inf`` when it does not state one."""
         return self.physics.stable_dt() if isinstance(self.physics, HasStableStep) else math.inf
+
+
+class Checkpointed(nn.Module):
+    """``module(t, y)`` that keeps only its input for the backward pass and recomputes the rest.
+
+    Activation checkpointing of one vector field (usually the correction network): a rollout
+    then stores one state per evaluation instead of every hidden layer, for the price of one more
+    forward pass of ``module`` in the backward. The gradients are those of direct backprop.
+
+    ``chunk`` also splits the leading axis of ``y`` into pieces of at most ``chunk`` rows, each
+    checkpointed alone, so that the correction norm along ``[B, T, ...]`` true states recomputes
+    one piece at a time. That is exact only for a module that maps each row on its own: not for a
+    batch-statistics norm (``ConvNet(batch_norm=True)``), whose statistics would then be per piece.
+
+    Args:
+        module: ``f(t, y)``.
+        chunk: largest number of leading rows recomputed at once; default all.
+    """
+
+    def __init__(self, module: nn.Module, chunk: int | None = None) -> None:
+        super().__init__()
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be positive, got {chunk}")
+        self.module, self.chunk = module, chunk
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():
+            return self.module(t, y)
+        pieces = [y] if self.chunk is None else y.split(self.chunk)
+        out = [checkpoint(self.module, t, piece, use_reentrant=False) for piece in pieces]
+        return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def substep_size(dt_data: float, dt_stable: float, step_size: float | None) -> float:
