@@ -11,10 +11,10 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
 
@@ -23,14 +23,7 @@ def pad_geometry(x: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
 
     Circular along a periodic axis (the neighbour across the seam), zeros along a wall.
     """
-    for axis, wraps in zip((-2, -1), periodic, strict=True):
-        if wraps:
-            n = x.shape[axis]
-            x = torch.cat((x.narrow(axis, n - width, width), x, x.narrow(axis, 0, width)), axis)
-        else:
-            pad = (width, width, 0, 0) if axis == -1 else (0, 0, width, width)
-            x = F.pad(x, pad)
-    return x  # [N, C, ny + 2 width, nx + 2 width]
+    return operators.pad(x, periodic, width)  # [N, C, ny + 2 width, nx + 2 width]
 
 
 class GridConv2d(nn.Module):

@@ -267,20 +267,6 @@ def test_unknown_activation_is_a_clear_error():
 # -- ConvNet (APHYNITY's estimator) ---------------------------------------------------------
 
 
-def test_batch_stat_norm_is_batchnorm_without_running_statistics(float64):
-    from hybrid.models.convnet import BatchStatNorm
-
-    h = torch.randn(5, 3, 4, 6) * 3 + 1
-    ours, torchs = BatchStatNorm(3), nn.BatchNorm2d(3, track_running_stats=False)
-    with torch.no_grad():
-        for norm in (ours, torchs):
-            norm.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
-            norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
-    torch.testing.assert_close(ours(h), torchs(h), rtol=1e-12, atol=1e-12)
-    hc = h.contiguous(memory_format=torch.channels_last)
-    assert ours(hc).is_contiguous(memory_format=torch.channels_last)
-
-
 def test_convnet_equals_the_papers_estimator_with_circular_padding(float64):
     """Same weights: ConvNet == conv-BN-ReLU-conv-BN-ReLU-conv on a circularly padded field."""
     from hybrid.models import ConvNet
