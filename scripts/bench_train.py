@@ -44,6 +44,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile, record_function
 from torchdiffeq import odeint
 
 from hybrid.dynamics import Checkpointed, rollout
@@ -342,6 +343,48 @@ def bench(key: str, args: argparse.Namespace) -> dict[str, float]:
     return row
 
 
+# ------------------------------------------------------------------ where a step goes
+
+
+def _label(module: nn.Module, name: str) -> None:
+    """Mark each forward call of ``module`` as ``name`` in the profiler."""
+    spans = []
+    module.register_forward_pre_hook(lambda *_: spans.append(record_function(name).__enter__()))
+    module.register_forward_hook(lambda *_: spans.pop().__exit__(None, None, None))
+
+
+def profile_step(key: str, args: argparse.Namespace) -> dict[str, float]:
+    """One step of ours under ``torch.profiler``: seconds per part (prior, network in the
+    rollout, solver bookkeeping, loss and the norm call, backward, optimiser)."""
+    s = SYSTEMS[key]
+    batch = args.batch or s.batch
+    y = system_data(key, s, batch)
+    module = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint).train()
+    opt = module.configure_optimizers()
+    t, yb = make_batches(y, batch, 1, s.dt)[0]
+    ours_step(module, opt, (t, yb))  # warm-up
+    _label(module.physics, "prior")
+    _label(module.correction, "network")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with record_function("rollout"):
+            pred = module(yb[:, 0], t[0])
+        with record_function("losses"):
+            traj = module.trajectory_loss(pred, yb)
+            corr, _ = module.correction_sq(yb)
+            loss = module.objective(traj, corr)
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimiser"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            module.objective.update(float(traj.detach()))
+    spans = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key in PARTS}
+    return spans
+
+
+PARTS = ("rollout", "prior", "network", "losses", "backward", "optimiser")
+
+
 # ------------------------------------------------------------------ peak memory of the wave step
 
 
@@ -413,6 +456,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", action="store_true", help="checkpoint our correction")
     parser.add_argument("--compile", action="store_true", help="torch.compile our correction")
     parser.add_argument("--memory", action="store_true", help="peak memory of the wave protocol")
+    parser.add_argument("--profile", action="store_true", help="where a step of ours goes")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 0 or args.frames == 1:
@@ -433,6 +477,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         f" best of {args.steps} steps each after {args.warmup} warm-up, taken in turn;"
         f" checkpoint {args.checkpoint}, compile {args.compile}\n{HEADER}"
     )
+    if args.profile:
+        for key in args.systems:
+            p = profile_step(key, args)
+            print(
+                f"# profile of ours, {SYSTEMS[key].name} (CPU s of all threads): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in p.items())
+            )
+        return []
     rows = []
     for key in args.systems:
         rows.append(bench(key, args))

@@ -47,11 +47,14 @@ class GridConv2d(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.periodic = tuple(periodic)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=0)
+        # walls on both axes: the convolution's own zero padding, with no padded copy
+        self.width = kernel_size // 2 if any(self.periodic) else 0
+        padding = 0 if any(self.periodic) else kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [N, C_in, ny, nx]`` -> ``[N, C_out, ny, nx]``."""
-        return self.conv(pad_geometry(x, self.periodic, self.conv.kernel_size[0] // 2))
+        return self.conv(pad_geometry(x, self.periodic, self.width))
 
     def extra_repr(self) -> str:
         return f"periodic={self.periodic}"

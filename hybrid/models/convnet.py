@@ -55,7 +55,7 @@ class ConvNet(nn.Module):
             if batch_norm:  # a bias before a batch norm is cancelled by its mean
                 conv.conv.bias = None
             norm = nn.BatchNorm2d(w_out, track_running_stats=False) if batch_norm else nn.Identity()
-            layers += [conv, norm, nn.ReLU()]
+            layers += [conv, norm, nn.ReLU(inplace=True)]  # neither needs its output back
         self.hidden = nn.Sequential(*layers)
         self.head = GridConv2d(hidden, channels, self.periodic)
         zero_init(self.head)
