@@ -18,8 +18,8 @@ speed-up), the conv FLOPs of the network per step (forward + backward ≈ 3x for
 ``4 (T-1)`` rk4 evaluations of ``B`` states and the ``B T`` true states of the norm), and the
 fraction of the machine's convolution roofline that ours reaches: the same FLOPs divided by the
 step time, over the forward+backward rate of a channels-last 16->16 3x3 convolution on
-``[B, 16, n, n]`` measured in the same run. For the pendulum: µs per field evaluation (a step's
-time over its ``4 (T-1)`` evaluations) and the part of it the MLP's matmuls need at the rate a
+``[512, 16, 32, 32]`` measured in the same run. For the pendulum: µs per field evaluation (a
+step's time over its ``4 (T-1)`` evaluations, backward included) and the part of it the MLP's matmuls need at the rate a
 ``[B, 200] x [200, 200]`` matmul runs at here.
 
 ``--memory`` runs one step of the full wave protocol (batch 64, 64², 25 frames, the configs'
@@ -276,8 +276,9 @@ def best_time(fn, repeats: int = 3) -> float:
     return best
 
 
-def conv_roofline(batch: int, size: int) -> float:
-    """FLOP/s of a channels-last 16->16 3x3 conv, forward + both backward products."""
+def conv_roofline(batch: int = 512, size: int = 32, repeats: int = 5) -> float:
+    """FLOP/s of a channels-last 16->16 3x3 conv on ``[512, 16, 32, 32]``, forward and both
+    backward products (best of ``repeats``): the rate the networks' main layer can reach here."""
     x = torch.randn(batch, 16, size + 2, size + 2).to(memory_format=torch.channels_last)
     conv = nn.Conv2d(16, 16, 3, bias=False).to(memory_format=torch.channels_last)
     x.requires_grad_()
@@ -286,7 +287,7 @@ def conv_roofline(batch: int, size: int) -> float:
         out = conv(x)
         out.backward(torch.ones_like(out))
 
-    return 3 * 2 * batch * 16 * 16 * 9 * size**2 / best_time(step)
+    return 3 * 2 * batch * 16 * 16 * 9 * size**2 / best_time(step, repeats)
 
 
 def matmul_rate(batch: int, hidden: int = 200) -> float:
@@ -339,7 +340,9 @@ def bench(key: str, args: argparse.Namespace) -> dict[str, float]:
         row["us_eval_ref"] = row["ref"] / evals * 1e6
         row["us_eval_matmul"] = flops / evals / matmul_rate(batch) * 1e6
     else:
-        row["roofline"] = flops / row["ours"] / conv_roofline(batch, s.size)
+        rate = conv_roofline()
+        row["conv_gflops"] = rate / 1e9
+        row["roofline"], row["roofline_ref"] = flops / row["ours"] / rate, flops / row["ref"] / rate
     return row
 
 
@@ -413,12 +416,15 @@ def wave_memory(batch: int, checkpoint: bool) -> float:
 
 HEADER = (
     f"{'system':>18} {'batch':>5} {'ref s':>8} {'ours s':>8} {'ref/ours':>8} {'GFLOP':>7}"
-    f" {'roofline':>8} {'epoch 1600':>10}"
+    f" {'roofline ours (ref) of':>24} {'epoch 1600':>10}"
 )
 
 
 def print_row(row: dict[str, float]) -> None:
-    roof = f"{row['roofline']:>8.0%}" if "roofline" in row else f"{'-':>8}"
+    roof = f"{'-':>24}"
+    if "roofline" in row:
+        ours, ref, rate = row["roofline"], row["roofline_ref"], row["conv_gflops"]
+        roof = f"{f'{ours:.0%} ({ref:.0%}) of {rate:.0f} GF/s':>24}"
     epoch = 1600 / row["batch"] * row["ours"]
     print(
         f"{SYSTEMS[row['system']].name:>18} {row['batch']:>5} {row['ref']:>8.3f}"
