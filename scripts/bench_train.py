@@ -478,19 +478,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.memory_child:
         wave_memory_child(args.memory_child, args.checkpoint)
         return []
+    if args.profile:
+        for key in args.systems:
+            p = profile_step(key, args)
+            print(
+                f"# profile of ours, {SYSTEMS[key].name} (s in the profiler): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in p.items())
+            )
+        return []
     print(
         f"# torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU;"
         f" best of {args.steps} steps each after {args.warmup} warm-up, taken in turn;"
         f" checkpoint {args.checkpoint}, compile {args.compile}\n{HEADER}"
     )
-    if args.profile:
-        for key in args.systems:
-            p = profile_step(key, args)
-            print(
-                f"# profile of ours, {SYSTEMS[key].name} (CPU s of all threads): "
-                + ", ".join(f"{k} {v:.2f}" for k, v in p.items())
-            )
-        return []
     rows = []
     for key in args.systems:
         rows.append(bench(key, args))

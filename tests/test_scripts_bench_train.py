@@ -66,3 +66,15 @@ def test_batches_cycle_through_the_trajectories(bench):
     batches = bench.make_batches(y, 2, 3)
     assert [b[1][:, 0, 0, 0, 0].tolist() for b in batches] == [[0, 1], [2, 0], [1, 2]]
     assert all(b[0].shape == (2, 4) for b in batches)
+
+
+def test_profile_names_every_part(bench, capsys):
+    threads = torch.get_num_threads()
+    argv = ["--profile", "--systems", "rd", "--batch", "2", "--size", "8", "--frames", "3"]
+    try:
+        bench.main([*argv, "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "profile of ours, reaction-diffusion" in out
+    assert all(f"{part} " in out for part in bench.PARTS)
