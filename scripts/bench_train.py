@@ -19,8 +19,8 @@ speed-up), the conv FLOPs of the network per step (forward + backward ≈ 3x for
 fraction of the machine's convolution roofline that ours reaches: the same FLOPs divided by the
 step time, over the forward+backward rate of a channels-last 16->16 3x3 convolution on
 ``[512, 16, 32, 32]`` measured in the same run. For the pendulum: µs per field evaluation (a
-step's time over its ``4 (T-1)`` evaluations, backward included) and the part of it the MLP's matmuls need at the rate a
-``[B, 200] x [200, 200]`` matmul runs at here.
+step's time over its ``4 (T-1)`` evaluations, backward included) and the part of it the MLP's
+matmuls need at the rate a ``[B, 200] x [200, 200]`` matmul runs at here.
 
 ``--memory`` runs one step of the full wave protocol (batch 64, 64², 25 frames, the configs'
 ``ResNet(2, 16)``) in child processes and reports their peak resident memory, with the correction
