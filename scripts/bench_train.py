@@ -23,10 +23,10 @@ step's time over its ``4 (T-1)`` evaluations, backward included) and the part of
 matmuls need at the rate a ``[B, 200] x [200, 200]`` matmul runs at here.
 
 The wave row runs at batch 16 unless ``--batch`` says otherwise: at the protocol's 64 each side
-needs ~16 GB without checkpointing. ``--memory`` runs one step of the full wave protocol (batch 64, 64², 25 frames, the configs'
-``ResNet(2, 16)``) in child processes and reports their peak resident memory, with the correction
-checkpointed (``hybrid.dynamics.Checkpointed``) at batch 64, and directly at batch 8 (batch 64
-direct needs ~21 GB). Example:
+needs ~16 GB without checkpointing. ``--memory`` runs one step of the full wave protocol (batch
+64, 64², 25 frames, the configs' ``ResNet(2, 16)``) in child processes and reports their peak
+resident memory, with the correction checkpointed (``hybrid.dynamics.Checkpointed``) at batch 64,
+and at batch 8 checkpointed and direct (batch 64 direct needs ~21 GB). Example:
 ``python scripts/bench_train.py --threads 2``; ``--systems rd --batch 64 --steps 3``.
 """
 
