@@ -61,12 +61,10 @@ class GridConv2d(nn.Module):
 
 
 def geometry_of(grid: Grid | None) -> tuple[tuple[bool, bool], Tensor | None]:
-    """``(periodic, active)`` of a grid; fully periodic without one, unmasked (``None``) when
-    every cell is active (two ``torch.where`` per evaluation saved)."""
+    """``(periodic, active)`` of a grid; fully periodic and unmasked without one."""
     if grid is None:
         return (True, True), None
-    active = grid.active > 0.5  # bool [ny, nx]
-    return tuple(bool(p) for p in grid.periodic), None if active.all() else active
+    return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool [ny, nx]
 
 
 def position_channels(shape: tuple[int, int], periodic: tuple[bool, bool]) -> Tensor:
