@@ -192,7 +192,7 @@ def test_adjoint_gradients_equal_direct_backprop(float64, method, kwargs):
         torch.testing.assert_close(adj, direct, rtol=1e-6, atol=1e-8)
 
 
-def _wave_hybrid(chunk: int | None, checkpointed: bool, adjoint: bool = False):
+def _wave_hybrid(chunk: int | None, checkpointed: bool):
     """An undamped-wave prior plus a randomised ResNet on a tiny walled grid."""
     from hybrid.models import ResNet
     from hybrid.physics.wave import UndampedWave
