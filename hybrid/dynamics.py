@@ -11,20 +11,19 @@ import math
 import warnings
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torchdiffeq import odeint, odeint_adjoint
+from torchdiffeq._impl.odeint import SOLVERS
+from torchdiffeq._impl.solvers import FixedGridODESolver
 
-FIXED_STEP_METHODS = (
-    "euler",
-    "midpoint",
-    "heun2",
-    "heun3",
-    "rk3",
-    "rk4",
-    "explicit_adams",
-    "implicit_adams",
-    "fixed_adams",
-)
+
+def is_fixed_step(method: str) -> bool:
+    """Whether torchdiffeq's ``method`` steps on a fixed grid (takes ``options.step_size``);
+    unknown names are left to torchdiffeq, which lists the valid ones."""
+    solver = SOLVERS.get(method)
+    return isinstance(solver, type) and issubclass(solver, FixedGridODESolver)
 
 
 @runtime_checkable
@@ -53,6 +52,37 @@ class HybridField(nn.Module):
     def stable_dt(self) -> float:
         """The physics prior's stable step, or ``inf`` when it does not state one."""
         return self.physics.stable_dt() if isinstance(self.physics, HasStableStep) else math.inf
+
+
+class Checkpointed(nn.Module):
+    """``module(t, y)`` that keeps only its input for the backward pass and recomputes the rest.
+
+    Activation checkpointing of one vector field (usually the correction network): a rollout
+    then stores one state per evaluation instead of every hidden layer, for the price of one more
+    forward pass of ``module`` in the backward. The gradients are those of direct backprop.
+
+    ``chunk`` also splits the leading axis of ``y`` into pieces of at most ``chunk`` rows, each
+    checkpointed alone, so that the correction norm along ``[B, T, ...]`` true states recomputes
+    one piece at a time. That is exact only for a module that maps each row on its own: not for a
+    batch-statistics norm (``ConvNet(batch_norm=True)``), whose statistics would then be per piece.
+
+    Args:
+        module: ``f(t, y)``.
+        chunk: largest number of leading rows recomputed at once; default all.
+    """
+
+    def __init__(self, module: nn.Module, chunk: int | None = None) -> None:
+        super().__init__()
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be positive, got {chunk}")
+        self.module, self.chunk = module, chunk
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        if not torch.is_grad_enabled():
+            return self.module(t, y)
+        pieces = [y] if self.chunk is None else y.split(self.chunk)
+        out = [checkpoint(self.module, t, piece, use_reentrant=False) for piece in pieces]
+        return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def substep_size(dt_data: float, dt_stable: float, step_size: float | None) -> float:
@@ -101,7 +131,7 @@ def rollout(
         ``[B, T, *S]``.
     """
     options = dict(options or {})
-    if method in FIXED_STEP_METHODS and t.numel() > 1 and "step_size" not in options:
+    if is_fixed_step(method) and t.numel() > 1 and "step_size" not in options:
         dt_data = float(t[1] - t[0])
         dt_stable = field.stable_dt() if isinstance(field, HasStableStep) else math.inf
         options["step_size"] = substep_size(dt_data, dt_stable, step_size)

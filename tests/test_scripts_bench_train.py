@@ -24,20 +24,30 @@ def bench():
 
 def test_main_tiny(bench, capsys):
     threads = torch.get_num_threads()
-    argv = ["--batch-sizes", "2", "--steps", "2", "--warmup", "1", "--size", "8", "--frames", "4"]
+    argv = ["--batch", "2", "--steps", "1", "--warmup", "1", "--size", "8", "--frames", "4"]
     try:
-        rows = bench.main([*argv, "--device", "cpu", "--threads", "1"])
+        rows = bench.main([*argv, "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
-    assert [(r["batch"], r["adjoint"]) for r in rows] == [(2, False), (2, True)]
+    assert [r["system"] for r in rows] == ["rd", "wave", "pendulum"]
     for r in rows:
-        assert 0 < r["fwd"] and 0 < r["bwd"] and r["step"] == pytest.approx(r["fwd"] + r["bwd"])
-        assert r["median"] >= r["step"]
-    assert rows[0]["l_step"] > 0 and "l_step" not in rows[1]
+        assert r["ref"] > 0 and r["ours"] > 0 and r["gflop"] > 0
+    assert 0 < rows[0]["roofline"] and 0 < rows[2]["us_eval_matmul"] < rows[2]["us_eval"]
     out = capsys.readouterr().out
-    assert out.startswith("# torch ")
-    assert "## adjoint=False" in out and "## adjoint=True" in out
-    assert bench.HEADER in out and "traj/s" in out and "epoch of 1600 trajectories" in out
+    assert out.startswith("# torch ") and bench.HEADER in out and "µs per field evaluation" in out
+
+
+def test_reference_restatement_is_the_papers_maths(bench):
+    """The restated RD prior is a Δu, b Δv with a = b = sigmoid(-2) 1e-2 (5-point, periodic);
+    the restated ConvNetEstimator has the paper's layers."""
+    from hybrid.physics.operators import laplacian_periodic
+
+    y = torch.rand(2, 2, 8, 8)
+    a = torch.sigmoid(torch.tensor(-2.0)) * 1e-2
+    want = a * laplacian_periodic(y, 0.25)
+    torch.testing.assert_close(bench.RefReactionDiffusion(0.25)(y), want, rtol=1e-5, atol=1e-6)
+    kinds = [type(m).__name__ for m in bench.ref_convnet()]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["Conv2d"]
 
 
 def test_data_and_statistics(bench):
@@ -56,3 +66,15 @@ def test_batches_cycle_through_the_trajectories(bench):
     batches = bench.make_batches(y, 2, 3)
     assert [b[1][:, 0, 0, 0, 0].tolist() for b in batches] == [[0, 1], [2, 0], [1, 2]]
     assert all(b[0].shape == (2, 4) for b in batches)
+
+
+def test_profile_names_every_part(bench, capsys):
+    threads = torch.get_num_threads()
+    argv = ["--profile", "--systems", "rd", "--batch", "2", "--size", "8", "--frames", "3"]
+    try:
+        bench.main([*argv, "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "profile of ours, reaction-diffusion" in out
+    assert all(f"{part} " in out for part in bench.PARTS)

@@ -5,9 +5,10 @@ checkpoint), scales its output back, and starts with a zero last layer so that a
 equals its physics prior exactly.
 """
 
+from hybrid.models.convnet import ConvNet
 from hybrid.models.mlp import MLP
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.models.resnet import ResNet
 from hybrid.models.unet import UNet
 
-__all__ = ["MLP", "ChannelScaler", "ResNet", "UNet"]
+__all__ = ["ConvNet", "MLP", "ChannelScaler", "ResNet", "UNet"]

@@ -1,6 +1,7 @@
 """Convolutions that follow the grid's geometry: circular on periodic axes, zeros at walls.
 
-Shared by :class:`~hybrid.models.resnet.ResNet` and :class:`~hybrid.models.unet.UNet`, together
+Shared by :class:`~hybrid.models.resnet.ResNet`, :class:`~hybrid.models.unet.UNet` and
+:class:`~hybrid.models.convnet.ConvNet`, together
 with the normalise-mask-apply-mask-scale wrapper that both fields nets use.
 """
 
@@ -10,10 +11,10 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
 
@@ -22,14 +23,7 @@ def pad_geometry(x: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
 
     Circular along a periodic axis (the neighbour across the seam), zeros along a wall.
     """
-    for axis, wraps in zip((-2, -1), periodic, strict=True):
-        if wraps:
-            n = x.shape[axis]
-            x = torch.cat((x.narrow(axis, n - width, width), x, x.narrow(axis, 0, width)), axis)
-        else:
-            pad = (width, width, 0, 0) if axis == -1 else (0, 0, width, width)
-            x = F.pad(x, pad)
-    return x  # [N, C, ny + 2 width, nx + 2 width]
+    return operators.pad(x, periodic, width)  # [N, C, ny + 2 width, nx + 2 width]
 
 
 class GridConv2d(nn.Module):
@@ -53,11 +47,14 @@ class GridConv2d(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
         self.periodic = tuple(periodic)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=0)
+        # walls on both axes: the convolution's own zero padding, with no padded copy
+        self.width = kernel_size // 2 if any(self.periodic) else 0
+        padding = 0 if any(self.periodic) else kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [N, C_in, ny, nx]`` -> ``[N, C_out, ny, nx]``."""
-        return self.conv(pad_geometry(x, self.periodic, self.conv.kernel_size[0] // 2))
+        return self.conv(pad_geometry(x, self.periodic, self.width))
 
     def extra_repr(self) -> str:
         return f"periodic={self.periodic}"
@@ -104,7 +101,10 @@ def apply_on_field(
     z = scaler.normalise(y).reshape(-1, *field)  # [..., C, ny, nx] -> [N, C, ny, nx]
     if active is not None:
         z = torch.where(active, z, 0.0)
-    out = body(z)
+    # Channels-last inside: mkldnn convolutions of few channels run several times faster on the
+    # CPU with the channels innermost, and every layer after the first keeps that layout.
+    out = body(z.contiguous(memory_format=torch.channels_last))
     if active is not None:
         out = torch.where(active, out, 0.0)
-    return scaler.scale_output(out.reshape(*lead, *out.shape[-3:]))  # -> [..., C, ny, nx]
+    out = scaler.scale_output(out).contiguous()  # back to the caller's layout
+    return out.reshape(*lead, *out.shape[-3:])  # -> [..., C, ny, nx]

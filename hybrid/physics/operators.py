@@ -121,3 +121,68 @@ def laplacian_fourth_order(f: Tensor, dx: float, *, periodic: bool) -> Tensor:
             d2 = d2 * (inside if dim == -1 else inside[:, None])
         out = out + d2
     return out
+
+
+def _pad(f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
+    """Forward of :func:`pad` (no graph): ``[N, C, ny, nx] -> [N, C, ny + 2w, nx + 2w]``."""
+    channels_last = f.ndim == 4 and f.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    shape = (*f.shape[:-2], f.shape[-2] + 2 * width, f.shape[-1] + 2 * width)
+    out = f.new_zeros(shape).contiguous(memory_format=layout)
+    w = width
+    out[..., w:-w, w:-w] = f
+    if periodic[1]:  # columns across the seam
+        out[..., w:-w, :w] = f[..., -w:]
+        out[..., w:-w, -w:] = f[..., :w]
+    if periodic[0]:  # rows across the seam, corners included when both wrap
+        out[..., :w, :] = out[..., -2 * w : -w, :]
+        out[..., -w:, :] = out[..., w : 2 * w, :]
+    return out
+
+
+def _fold(g: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
+    """Adjoint of :func:`_pad`: halo gradients are added back onto the cells they copied."""
+    w = width
+    g = g.clone(memory_format=torch.preserve_format) if periodic[0] else g
+    if periodic[0]:
+        g[..., -2 * w : -w, :] += g[..., :w, :]
+        g[..., w : 2 * w, :] += g[..., -w:, :]
+    out = g[..., w:-w, w:-w].clone(memory_format=torch.preserve_format)
+    if periodic[1]:
+        out[..., -w:] += g[..., w:-w, :w]
+        out[..., :w] += g[..., w:-w, -w:]
+    return out
+
+
+class _Pad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
+        ctx.periodic, ctx.width = periodic, width
+        return _pad(f, periodic, width)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+        return _fold(g, ctx.periodic, ctx.width), None, None
+
+
+def pad(f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
+    """Halo of ``width`` cells around ``f: [..., ny, nx]``: the neighbour across the seam along a
+    periodic axis (``periodic = (y, x)``), zeros along a wall. Keeps a channels-last layout.
+
+    One copy forward and one backward (halo gradients folded back onto the cells they came
+    from), where ``torch.cat`` of slices costs a zero-filled full-size gradient per slice.
+    """
+    if width < 1:
+        return f
+    return _Pad.apply(f, tuple(bool(p) for p in periodic), width)
+
+
+FIVE_POINT = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])  # ×1/dx²
+
+
+def laplacian_periodic(f: Tensor, dx: float) -> Tensor:
+    """5-point ``∇²f`` on a periodic square grid of spacing ``dx``, ``f: [N, C, n, n]``, as one
+    depthwise convolution of the padded field (equal to :func:`laplacian` there, to rounding)."""
+    channels = f.shape[-3]
+    kernel = (FIVE_POINT / dx**2).to(f).expand(channels, 1, 3, 3)
+    return torch.nn.functional.conv2d(pad(f, (True, True), 1), kernel, groups=channels)

@@ -280,3 +280,46 @@ def test_mlp_official_init_is_orthogonal_with_gain_and_raw_io():
     torch.testing.assert_close(net(None, y), expected)
     with pytest.raises(ValueError, match="init must be"):
         MLP(2, init="xavier")
+
+
+# -- ConvNet (APHYNITY's estimator) ---------------------------------------------------------
+
+
+def test_convnet_equals_the_papers_estimator_with_circular_padding(float64):
+    """Same weights: ConvNet == conv-BN-ReLU-conv-BN-ReLU-conv on a circularly padded field."""
+    from hybrid.models import ConvNet
+
+    net = ConvNet(C, hidden=4)
+    torch.nn.init.normal_(net.head.conv.weight)
+    convs = [m.conv for m in net.modules() if hasattr(m, "periodic") and hasattr(m, "conv")]
+    convs = [c for c in convs if isinstance(c, nn.Conv2d)]
+    assert [c.bias is None for c in convs] == [True, True, False]
+
+    def paper(x: Tensor) -> Tensor:
+        for i, conv in enumerate(convs):
+            x = conv(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"))
+            if i < 2:
+                x = torch.relu(torch.nn.functional.batch_norm(x, None, None, training=True))
+        return x
+
+    y = torch.randn(3, 5, C, NY, NX)
+    torch.testing.assert_close(net(None, y), paper(y.flatten(0, 1)).view_as(y))
+
+
+def test_convnet_starts_at_zero_and_gets_gradients():
+    from hybrid.models import ConvNet
+
+    net = ConvNet(C, hidden=4)
+    y = torch.randn(2, C, NY, NX)
+    assert torch.equal(net(None, y), torch.zeros_like(y))
+    net(None, y).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_convnet_rejects_bad_sizes():
+    from hybrid.models import ConvNet
+
+    with pytest.raises(ValueError, match="depth must be at least 2"):
+        ConvNet(2, depth=1)
+    with pytest.raises(ValueError, match="hidden must be positive, got 0"):
+        ConvNet(2, hidden=0)

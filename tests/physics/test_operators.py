@@ -233,3 +233,45 @@ def test_upwind_creates_no_new_extrema(float64, rng, u, v):
     # the test discriminates: centred advection over- and undershoots on the same data
     centred = step(c0, operators.advection_centred)
     assert centred.min() < c0.min() - 1e-3 or centred.max() > c0.max() + 1e-3
+
+
+# -- fused stencils -------------------------------------------------------------------------
+
+
+def _pad_by_cat(x, periodic, width):
+    """The old padding: circular by ``torch.cat`` of slices, zeros along walls."""
+    for axis, wraps in zip((-2, -1), periodic, strict=True):
+        if wraps:
+            n = x.shape[axis]
+            x = torch.cat((x.narrow(axis, n - width, width), x, x.narrow(axis, 0, width)), axis)
+        else:
+            x = torch.nn.functional.pad(
+                x, (width, width, 0, 0) if axis == -1 else (0, 0, width, width)
+            )
+    return x
+
+
+@pytest.mark.parametrize("periodic", [(True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("width", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pad_equals_cat_padding_and_passes_gradcheck(float64, periodic, width, channels_last):
+    x = torch.randn(2, 3, 5, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = operators.pad(x, periodic, width)
+    assert torch.equal(out, _pad_by_cat(x, periodic, width))
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda f: operators.pad(f, periodic, width), (x,))
+
+
+@pytest.mark.parametrize("dx", [1.0, 2 / 32])
+def test_laplacian_periodic_equals_the_flux_form_to_rounding(dx):
+    grid = Grid.regular_box(16, 16, dx, periodic=True)
+    f = torch.rand(3, 2, 16, 16)
+    torch.testing.assert_close(
+        operators.laplacian_periodic(f, dx),
+        operators.laplacian(f, grid),
+        rtol=1e-5,
+        atol=1e-6 / dx**2,
+    )

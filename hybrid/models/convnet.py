@@ -1,0 +1,69 @@
+"""APHYNITY's convolutional correction (``ConvNetEstimator``) for fields ``[..., C, ny, nx]``."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.normalisation import ChannelScaler
+from hybrid.physics.grid import Grid
+
+
+class ConvNet(nn.Module):
+    """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)`` with APHYNITY's estimator as net:
+
+    ``depth`` 3x3 convolutions (``C -> hidden -> ... -> hidden -> C``), each but the last followed
+    by batch-statistics normalisation (``BatchNorm2d`` without running statistics, when
+    ``batch_norm``) and ReLU; the
+    hidden convolutions have no bias when normalised, as in the paper's code. The last one is
+    zero-initialised (an untrained hybrid equals its prior). Padding follows the grid. ``t`` is
+    unused.
+
+    With ``batch_norm`` the output for one state depends on the others in the same call, as in
+    the paper (its norm has no running statistics): a rollout normalises over the batch at each
+    evaluation, the correction norm over all the true states at once.
+
+    Args:
+        channels: number of state channels ``C``.
+        hidden: width of the hidden layers (the paper: 16).
+        depth: number of convolutions (the paper: 3).
+        grid: geometry giving the periodic axes and the ``active`` mask; default fully periodic.
+        batch_norm: normalise the hidden layers with the batch's statistics (the paper: yes).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int = 16,
+        depth: int = 3,
+        grid: Grid | None = None,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in {"channels": channels, "hidden": hidden}.items():
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2 (a hidden and a last layer), got {depth}")
+        self.periodic, active = geometry_of(grid)
+        self.register_buffer("active", active)  # saved: see ResNet
+        self.scaler = ChannelScaler(channels, -3)
+        widths = [channels] + [hidden] * (depth - 1)
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            conv = GridConv2d(w_in, w_out, self.periodic)
+            if batch_norm:  # a bias before a batch norm is cancelled by its mean
+                conv.conv.bias = None
+            norm = nn.BatchNorm2d(w_out, track_running_stats=False) if batch_norm else nn.Identity()
+            layers += [conv, norm, nn.ReLU(inplace=True)]  # neither needs its output back
+        self.hidden = nn.Sequential(*layers)
+        self.head = GridConv2d(hidden, channels, self.periodic)
+        zero_init(self.head)
+
+    def body(self, z: Tensor) -> Tensor:
+        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        return self.head(self.hidden(z))
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        return apply_on_field(self.body, self.scaler, self.active, y)
