@@ -68,4 +68,4 @@ class MovingFlowTracer(nn.Module):
         """Explicit-RK limit ``2 / (8κ/Δ² + (max_speed + |d_x| + |d_y|)/Δ)``."""
         dx = self.grid.min_spacing()
         speed = self.max_speed + float(self.drift.abs().sum())
-        return 2.0 / (8 * float(self.kappa) / dx**2 + speed / dx)
+        return 2.0 / (8 * float(self.kappa.detach()) / dx**2 + speed / dx)
