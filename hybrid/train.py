@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from hybrid import metrics
 from hybrid.dynamics import HybridField, rollout
+from hybrid.flow import flow_penalty, observe_past
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit
 from hybrid.physics.grid import Grid
@@ -199,12 +200,12 @@ class HybridModule(pl.LightningModule):
 
     # -- Lightning steps -------------------------------------------------------------------
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
-        t, y = batch  # [B, W], [B, W, C, *grid]
+        t, y = observe_past(self.field, self.grid, *batch)  # [B, W], [B, W, C, *grid]
         pred = self(y[:, 0], t[0])
         mse = self.mse(pred, y)  # [W, C]
         traj = self._weigh(mse)
         corr, corr_raw = self.correction_sq(y)
-        loss = self.objective(traj, corr)
+        loss = self.objective(traj, corr) + flow_penalty(self.field)
         logs = {
             "loss": loss,
             "traj_loss": traj,
@@ -251,7 +252,7 @@ class HybridModule(pl.LightningModule):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Forecasts ``[B, W, C, *grid]`` from each window's first frame: the model, the prior
         alone (correction off) when there is a correction, and persistence; with the truth."""
-        t, y = batch
+        t, y = observe_past(self.field, self.grid, *batch)
         y0 = y[:, 0]
         out = {"truth": y, "model": self(y0, t[0]), "persistence": y0[:, None].expand_as(y)}
         if self.physics is not None and self.correction is not None:
@@ -320,6 +321,7 @@ def check_data(model: HybridModule, dm: pl.LightningDataModule) -> None:
     if trained != shape:
         raise ValueError(f"the checkpoint was trained on a {trained} grid; the data has {shape}")
     t, y = next(iter(dm.splits.values()))[0]
+    t, y = (a[0] for a in observe_past(model.field, model.grid, t[None], y[None]))
     try:
         with torch.no_grad():
             out = model.field(t[0], y[:1])

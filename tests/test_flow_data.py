@@ -69,4 +69,4 @@ def test_protocol_file_holds_the_true_velocity_beside_the_tracer(tmp_path):
     ds = simulate_dataset(spec, "test", n_samples=2, progress=False)
     assert set(ds.data_vars) == {"c", "u", "v"}
     assert ds.u.dims == ("sample", "time", "y", "x") and ds.u.attrs["units"] == "m s-1"
-    assert ds.attrs["true_kappa"] == pytest.approx(100.0)
+    assert ds.attrs["true_kappa"] == pytest.approx(200.0)
