@@ -75,13 +75,19 @@ def forecast(model: HybridModule, t: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return (pred - yy).square().mean((0, 2, 3, 4)).sqrt()
 
 
-def study(root: Path, epochs: int = 120) -> dict:
+def study(root: Path, epochs: int = 40) -> dict:
+    """Simulate the protocol into ``root``, train the three configs there, and :func:`score`."""
     root.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     train, test = simulate_files(root)
     flow = fit("configs/moving_flow/flow.yaml", root, train, test, f"--trainer.max_epochs={epochs}")
     const = fit("configs/moving_flow/constant_velocity.yaml", root, train, test)
     unet = fit("configs/moving_flow/unet.yaml", root, train, test)
+    return score(flow, const, unet, test)
+
+
+def score(flow: HybridModule, const: HybridModule, unet: HybridModule, test: str) -> dict:
+    """RMSE per lead of each method from the same starts, and the flow's scores."""
     t, y, u, v = test_windows(test)
     rmse = {
         "flow": forecast(flow, t, y),
@@ -121,10 +127,20 @@ def test_flow_estimator_beats_the_baselines_on_moving_flow(tmp_path):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "flow_study")
+    parser.add_argument(
+        "--ckpts", nargs=3, metavar=("FLOW", "CONSTANT", "UNET"), help="score these instead"
+    )
+    parser.add_argument("--test", default="data/generated/moving_flow/test.nc")
     args = parser.parse_args()
-    r = study(args.root, args.epochs)
+    if args.ckpts:
+        models = [
+            HybridModule.load_from_checkpoint(p, map_location="cpu").eval() for p in args.ckpts
+        ]
+        r = score(*models, args.test)
+    else:
+        r = study(args.root, args.epochs)
     print("| method | " + " | ".join(f"lead {k}" for k in range(LEADS + 1)) + " |")
     print("| --- |" + " --- |" * (LEADS + 1))
     for name, values in r["rmse"].items():
