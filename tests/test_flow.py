@@ -259,3 +259,19 @@ def test_estimator_errors_name_what_was_expected():
         f.observe(torch.zeros(1, 3, 1, 18, 18), box(18))
     with pytest.raises(ValueError, match="needs the data's grid"):
         f.observe(torch.zeros(1, 3, 1, 16, 16), None)
+
+
+def test_estimator_on_a_latlon_band_with_land():
+    """A lat-lon band (walls north and south, periodic in longitude) with land: the flow is
+    zero on land, and the regularisers are finite with the sphere's spacings."""
+    lat, lon = np.arange(-18.75, 20, 2.5), np.arange(0, 360, 360 / 32)
+    active = np.ones((16, 32), bool)
+    active[6:9, 10:14] = False
+    grid = Grid.latlon(lat, lon, active=active)
+    f = estimator(divergence=1.0, smoothness=1.0, magnitude=1.0)
+    with torch.no_grad():
+        f.head.weight.normal_()
+    f.observe(torch.randn(2, 3, 1, 16, 32), grid)
+    u, v = f()
+    assert u.shape == (2, 1, 16, 32) and not u[..., ~torch.from_numpy(active)].any()
+    assert torch.isfinite(f.penalty()) and float(f.penalty().detach()) > 0
