@@ -51,7 +51,7 @@ def fit(config: str, root: Path, train: str, test: str, *extra: str) -> HybridMo
     return HybridModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
 
 
-def test_windows(test: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def windows_of(test: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every ``WINDOW``-frame window of the test file: ``t [N, W]``, ``c [N, W, 1, ny, nx]`` and
     the true velocity at each window's last observed frame, ``u, v [N, ny, nx]``."""
     ds = xr.open_dataset(test)
@@ -88,7 +88,7 @@ def study(root: Path, epochs: int = 40) -> dict:
 
 def score(flow: HybridModule, const: HybridModule, unet: HybridModule, test: str) -> dict:
     """RMSE per lead of each method from the same starts, and the flow's scores."""
-    t, y, u, v = test_windows(test)
+    t, y, u, v = windows_of(test)
     rmse = {
         "flow": forecast(flow, t, y),
         "constant_velocity": forecast(const, t, y),
