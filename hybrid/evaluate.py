@@ -84,7 +84,9 @@ class ForecastWriter(BasePredictionWriter):
         stacked = {k: torch.cat([p[k] for p in predictions]) for k in predictions[0]}
         truth = stacked.pop("truth")
         t = self.windows[0][0].double()  # [L] lead times (s), from 0
-        self.forecasts = Forecasts(truth, stacked, t, list(self.windows.index))
+        past = len(t) - truth.shape[1]  # frames a flow estimator read before each forecast
+        starts = [(n, s + past) for n, s in self.windows.index]
+        self.forecasts = Forecasts(truth, stacked, t[past:] - t[past], starts)
         forecast_dataset(self.forecasts, self.ds, self.times, self.names).to_netcdf(self.path)
 
 
@@ -190,6 +192,90 @@ def beats(rmse: dict[str, list[float]]) -> dict[str, bool]:
         for m, r in rmse.items()
         if m != "model"
     }
+
+
+def estimated_flow(
+    model: HybridModule, windows: TrajectoryWindows, batch_size: int
+) -> tuple[Tensor, Tensor] | None:
+    """The velocity a :class:`~hybrid.models.flow.FlowEstimator` estimates from each window's
+    past frames, ``(u, v)`` each ``[N, ny, nx]`` (m/s); None when the model has none."""
+    from hybrid.flow import observe_past
+    from hybrid.models.flow import FlowEstimator
+
+    estimators = [m for m in model.modules() if isinstance(m, FlowEstimator)]
+    if not estimators:
+        return None
+    parts: list[tuple[Tensor, Tensor]] = []
+    with torch.no_grad():
+        for t, y in torch.utils.data.DataLoader(windows, batch_size=batch_size):
+            observe_past(model.field, model.grid, t, y)
+            u, v = estimators[0]()
+            parts.append((u[:, 0], v[:, 0]))  # [B, 1, ny, nx] -> [B, ny, nx]
+    return torch.cat([u for u, _ in parts]), torch.cat([v for _, v in parts])
+
+
+def velocity_dataset(dm: TrajectoryDataModule) -> xr.Dataset | None:
+    """The true velocity ``u``, ``v`` of the test file (``test_path``), cut like the data; None
+    when there is no test file (the test windows' samples would not be the file's) or it holds
+    no ``u``, ``v`` (real data: :func:`open_trajectories` names the missing variables)."""
+    from hybrid.data.io import open_trajectories
+
+    if not dm.test_path:
+        return None
+    try:
+        return open_trajectories(
+            dm.test_path, ["u", "v"], region=dm.region, time_range=dm.time_range
+        )
+    except ValueError as err:
+        if "u" in str(err) or "v" in str(err):
+            return None
+        raise
+
+
+def true_flow(ds: xr.Dataset | None, starts: list[tuple[int, int]]) -> tuple[Tensor, Tensor] | None:
+    """The velocity ``u``, ``v`` at each forecast's start (sample, frame) of ``ds``,
+    ``[N, ny, nx]`` each, missing values as 0; None without ``ds``."""
+    if ds is None:
+        return None
+
+    def at(name: str) -> Tensor:
+        da = ds[name] if "sample" in ds[name].dims else ds[name].expand_dims(sample=1)
+        frames = [da.isel(sample=n, time=s).values for n, s in starts]
+        return torch.as_tensor(np.nan_to_num(np.stack(frames)), dtype=torch.float32)
+
+    return at("u"), at("v")
+
+
+def flow_report(flow: tuple[Tensor, Tensor], f: Forecasts, ds: xr.Dataset | None, grid) -> dict:
+    """The estimated flow's mean speed, and, given the true velocity ``ds``, its
+    correlation and RMSE (:func:`hybrid.flow.flow_scores`) over the cells where the tracer (the
+    first variable at the forecast's start) has a gradient, and over all active cells."""
+    from hybrid.flow import flow_scores, gradient_mask
+
+    u, v = flow
+    out = {"mean_speed": float((u.square() + v.square()).sqrt().mean())}
+    truth = true_flow(ds, f.starts)
+    if truth is not None:
+        mask = gradient_mask(f.truth[:, 0, 0].to(grid.area), grid)
+        out.update(flow_scores(u, v, *truth, grid, mask))
+        out["all_cells"] = flow_scores(u, v, *truth, grid)
+    return out
+
+
+def write_flow_plot(
+    path: Path, flow: tuple[Tensor, Tensor], f: Forecasts, ds: xr.Dataset | None
+) -> None:
+    """Arrows of the estimated (and true, when known) flow over the tracer at a forecast's start."""
+    from hybrid import plots
+
+    truth = true_flow(ds, f.starts[:1])
+    plots.plot_flow(
+        f.truth[0, 0, 0],
+        flow[0][0],
+        flow[1][0],
+        path,
+        true_flow=None if truth is None else (truth[0][0], truth[1][0]),
+    )
 
 
 def forecast_dataset(
@@ -347,6 +433,7 @@ def evaluate(
         windows, times = dm.splits["test"], dm.split_times["test"]
         clim = climatology_forecast(dm.climatology, times, windows) if dm.climatology else None
         if clim is not None:
+            clim = clim[:, clim.shape[1] - f.truth.shape[1] :]  # from the forecasts' first frame
             f.methods["climatology"] = clim
             damped = damped_persistence(dm.climatology, clim, f.truth)
             if damped is not None:
@@ -360,5 +447,11 @@ def evaluate(
             "n_forecasts": len(f.starts),
         }
         report["model_beats"] = beats(report["rmse"])
+        flow = estimated_flow(model, windows, batch_size)
+        if flow is not None:
+            velocity = velocity_dataset(dm)
+            report["flow"] = flow_report(flow, f, velocity, dm.grid)
         write_outputs(tmp, report, f)
+        if flow is not None:
+            write_flow_plot(tmp / "flow.png", flow, f, velocity)
     return report

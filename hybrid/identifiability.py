@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jacfwd
+from torch.func import functional_call, jvp
 
 from hybrid.physics.parameters import physical_parameters
 
@@ -180,7 +180,7 @@ def levenberg_marquardt(
     admissible: Callable[[Tensor], bool] = lambda x: True,
 ) -> tuple[Tensor, float]:
     """``argmin_x ‖r(x)‖²`` from ``x0`` ``[P]`` by Levenberg-Marquardt (Marquardt's diagonal
-    scaling, so invariant to the scale of each coordinate); the Jacobian by ``jacfwd``.
+    scaling, so invariant to the scale of each coordinate); the Jacobian by forward mode.
 
     Starts undamped (a plain Gauss-Newton step, exact for a linear residual). Returns the
     point and the mean square of its residual; a step is taken only if it lowers it.
@@ -188,8 +188,7 @@ def levenberg_marquardt(
     x, mu = x0.detach().double(), 0.0
     loss = float(residual(x).pow(2).mean())
     for _ in range(iterations):
-        jac, r = jacfwd(_with_aux(residual), has_aux=True)(x)  # [M, P], [M]
-        jac, r = jac.detach(), r.detach()
+        jac, r = jacobian(residual, x)  # [M, P], [M]
         scale = jac.pow(2).sum(0).clamp_min(1e-300).sqrt()  # [P] Marquardt's diagonal
         new_x, new_loss = x, loss
         for _ in range(12):  # damping up to 1e7: beyond that no step lowers the loss
@@ -211,9 +210,14 @@ def levenberg_marquardt(
     return x, loss
 
 
-def _with_aux(residual: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    def both(x: Tensor) -> tuple[Tensor, Tensor]:
-        r = residual(x)
-        return r, r
-
-    return both
+def jacobian(residual: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``∂r/∂x`` ``[M, P]`` and ``r(x)`` ``[M]``, one forward-mode pass per coordinate of ``x``
+    (``P`` is a prior's few parameters; ``jacfwd``'s ``vmap`` would not take channels-last
+    convolutions nor every custom autograd function)."""
+    columns, r = [], None
+    for i in range(len(x)):
+        basis = torch.zeros_like(x)
+        basis[i] = 1.0
+        r, column = jvp(residual, (x,), (basis,))
+        columns.append(column.detach())
+    return torch.stack(columns, 1), r.detach()

@@ -122,6 +122,28 @@ def plot_parameters(report: dict, path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
+def plot_flow(
+    field, u, v, path: str | os.PathLike, *, true_flow=None, stride: int | None = None
+) -> Path:
+    """A tracer field ``[ny, nx]`` with the estimated flow ``(u, v)`` as arrows (and the true one,
+    when given, in a second panel on the same arrow scale)."""
+    field, u, v = (np.asarray(a) for a in (field, u, v))
+    panels = [("estimated flow", u, v)]
+    if true_flow is not None:
+        panels.append(("true flow", *(np.asarray(a) for a in true_flow)))
+    ny, nx = field.shape
+    step = stride or max(1, max(ny, nx) // 16)
+    jj, ii = np.mgrid[0:ny:step, 0:nx:step]
+    scale = max(float(np.sqrt(a**2 + b**2).max()) for _, a, b in panels) * max(ny, nx) / step / 1.5
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
+    for ax, (title, a, b) in zip(axes[0], panels, strict=True):
+        ax.imshow(field, origin="lower", cmap="viridis")
+        ax.quiver(ii, jj, a[::step, ::step], b[::step, ::step], scale=scale or 1.0, color="w")
+        ax.set_title(f"{title} (max {np.sqrt(a**2 + b**2).max():.3g} m/s)", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    return _save(fig, path)
+
+
 def _time_unit(seconds: float) -> tuple[str, float]:
     """A readable unit for a time span: s, h or days."""
     if seconds >= 3 * 86400:

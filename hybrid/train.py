@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from hybrid import metrics
 from hybrid.dynamics import HybridField, rollout
+from hybrid.flow import flow_penalty, observe_past
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
@@ -188,10 +189,13 @@ class HybridModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["warm_start"] = self.warm_start_report
+        checkpoint["grad_norm_mean"] = getattr(self, "_grad_norm_mean", None)  # schedule.py
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         for name in ("channel_weight", "tendency_std"):  # shapes known only once data were seen
             setattr(self, name, torch.empty_like(checkpoint["state_dict"][name]))
+        if checkpoint.get("grad_norm_mean") is not None:  # a resumed run clips as it would have
+            self._grad_norm_mean = checkpoint["grad_norm_mean"]
 
     # -- maths -----------------------------------------------------------------------------
     def forward(self, y0: Tensor, t: Tensor) -> Tensor:
@@ -223,13 +227,13 @@ class HybridModule(pl.LightningModule):
 
     # -- Lightning steps -------------------------------------------------------------------
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-        t, y = batch  # [B, W], [B, W, C, *grid]
+        t, y = observe_past(self.field, self.grid, *batch)  # [B, W], [B, W, C, *grid]
         pred = self(y[:, 0], t[0])
         mse = self.mse(pred, y)  # [W, C]
         traj = self.objective.trajectory_loss(mse, self.channel_weight)
         corr, corr_raw = self.correction_sq(y)
         return {
-            "loss": self.objective(traj, corr),
+            "loss": self.objective(traj, corr) + flow_penalty(self.field),
             "traj_loss": traj,
             "correction_sq": corr,
             "correction_norm": corr_raw,
@@ -282,7 +286,7 @@ class HybridModule(pl.LightningModule):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Forecasts ``[B, W, C, *grid]`` from each window's first frame: the model, the prior
         alone (correction off) when there is a correction, and persistence; with the truth."""
-        t, y = batch
+        t, y = observe_past(self.field, self.grid, *batch)
         y0 = y[:, 0]
         out = {"truth": y, "model": self(y0, t[0]), "persistence": y0[:, None].expand_as(y)}
         if self.physics is not None and self.correction is not None:
@@ -351,6 +355,7 @@ def check_data(model: HybridModule, dm: pl.LightningDataModule) -> None:
     if trained != shape:
         raise ValueError(f"the checkpoint was trained on a {trained} grid; the data has {shape}")
     t, y = next(iter(dm.splits.values()))[0]
+    t, y = (a[0] for a in observe_past(model.field, model.grid, t[None], y[None]))
     try:
         with torch.no_grad():
             out = model.field(t[0], y[:1])

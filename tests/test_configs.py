@@ -28,7 +28,10 @@ TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit
     "advection_diffusion": (4, 2, 8),
     "shallow_water": (4, 2, 8),
     "wave": (1, 1, 25),  # one record, split by time: 20 training frames and 5 validation frames
+    "moving_flow": (4, 2, 8),
 }
+WINDOW = {"moving_flow": 6}  # frames per window where 3 is too few (a flow estimator reads 4)
+TRAINED = {"moving_flow": ["c"]}  # variables trained on, when not all the protocol's
 QUIET = [
     "--trainer.accelerator=cpu",
     "--trainer.devices=1",
@@ -92,8 +95,8 @@ def fit_args(path: Path, tiny_files, tmp_path: Path, *extra: str) -> list[str]:
         train,
         "--data.test_path",
         test,
-        "--data.window=3",
-        "--data.eval_window=3",
+        f"--data.window={WINDOW.get(protocol_of(path), 3)}",
+        f"--data.eval_window={WINDOW.get(protocol_of(path), 3)}",
         "--data.stride=1",
         "--data.batch_size=1",
         "--trainer.fast_dev_run=true",
@@ -123,7 +126,7 @@ def test_config_matches_its_protocol(path):
     name = protocol_of(path)
     config = yaml.safe_load(path.read_text())
     data, spec = config["data"], build(name)
-    assert data["variables"] == list(spec.names)
+    assert data["variables"] == TRAINED.get(name, list(spec.names))
     if path.name in EXTRA:
         return
     assert data["path"] == f"data/generated/{name}/train.nc"

@@ -155,14 +155,24 @@ def _fold(g: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
 
 
 class _Pad(torch.autograd.Function):
+    """Linear, so its forward derivative is itself (``jvp``): the warm start's Gauss-Newton
+    Jacobians (:mod:`hybrid.identifiability`) go through it in forward mode."""
+
     @staticmethod
-    def forward(ctx, f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
-        ctx.periodic, ctx.width = periodic, width
+    def forward(f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
         return _pad(f, periodic, width)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        _, ctx.periodic, ctx.width = inputs
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
         return _fold(g, ctx.periodic, ctx.width), None, None
+
+    @staticmethod
+    def jvp(ctx, f_dot: Tensor, *_) -> Tensor:
+        return _pad(f_dot, ctx.periodic, ctx.width)
 
 
 def pad(f: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:

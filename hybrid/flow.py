@@ -1,0 +1,152 @@
+"""Estimated flows (de Bézenac et al., ICLR 2018): the regularisers on a velocity field, its scores
+against a true one, and how a window's past frames reach the parts that read them.
+
+Velocities are ``(u, v)`` eastward and northward in m/s at cell centres, ``[..., ny, nx]``, on a
+:class:`~hybrid.physics.grid.Grid`. Means over the grid are area-weighted over active cells.
+
+A part that reads the past (:class:`ReadsPast`, e.g. :class:`hybrid.models.flow.FlowEstimator`)
+is given the first ``frames`` frames of each window by :func:`observe_past` before the rollout;
+the forecast then starts from the last observed frame. :func:`flow_penalty` sums the
+regularisers such parts computed on their last estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from hybrid.physics import operators
+from hybrid.physics.grid import Grid
+
+
+def _grid_mean(x: Tensor, grid: Grid) -> Tensor:
+    """Area-weighted mean over the grid axes and plain mean over the others: a scalar."""
+    return (x * grid.area_weights()).sum((-2, -1)).mean()
+
+
+def divergence_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
+    """Mean ``(∇·w)²`` (s⁻²), the divergence from face-averaged normal velocities."""
+    return _grid_mean(operators.divergence(u, v, grid).square(), grid)
+
+
+def smoothness_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
+    """Mean ``|∇u|² + |∇v|²`` (s⁻²), centred differences (one-sided at walls and land)."""
+    return _grid_mean(sum(g.square() for f in (u, v) for g in operators.gradient(f, grid)), grid)
+
+
+def magnitude_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
+    """Mean ``u² + v²`` (m² s⁻²)."""
+    return _grid_mean(u.square() + v.square(), grid)
+
+
+def flow_regularisation(
+    u: Tensor,
+    v: Tensor,
+    grid: Grid,
+    *,
+    speed: float,
+    divergence: float = 0.0,
+    smoothness: float = 0.0,
+    magnitude: float = 0.0,
+) -> Tensor:
+    """The paper's penalty ``λ_div ‖∇·w‖² + λ_grad ‖∇w‖² + λ_magn ‖w‖²``, each term made
+    dimensionless with the typical ``speed`` (m/s) and the grid's smallest spacing ``Δ`` (m):
+    ``(Δ/U)² ‖∇·w‖²``, ``(Δ/U)² ‖∇w‖²``, ``‖w‖²/U²`` (so the weights read the same on any grid)."""
+    scale = (grid.min_spacing() / speed) ** 2
+    terms = u.new_zeros(())
+    if divergence:
+        terms = terms + divergence * scale * divergence_sq(u, v, grid)
+    if smoothness:
+        terms = terms + smoothness * scale * smoothness_sq(u, v, grid)
+    if magnitude:
+        terms = terms + magnitude * magnitude_sq(u, v, grid) / speed**2
+    return terms
+
+
+def gradient_mask(c: Tensor, grid: Grid, threshold: float = 0.1) -> Tensor:
+    """Cells where the tracer gradient is not negligible: ``|∇c| > threshold · RMS|∇c|`` (RMS
+    over each field's active cells). ``c``: ``[..., ny, nx]`` -> bool of the same shape.
+
+    Only there does a tracer tell its velocity (along its gradient: the aperture problem)."""
+    gx, gy = operators.gradient(c, grid)
+    g = (gx.square() + gy.square()) * grid.active
+    rms = ((g * grid.area_weights()).sum((-2, -1), keepdim=True)).sqrt()
+    return (g.sqrt() > threshold * rms) & (grid.active > 0.5)
+
+
+def flow_scores(
+    u: Tensor, v: Tensor, u_true: Tensor, v_true: Tensor, grid: Grid, mask: Tensor | None = None
+) -> dict[str, float]:
+    """Vector correlation and RMSE of an estimated velocity against the truth.
+
+    ``correlation = Σ w (ŵ - ŵ̄)·(w - w̄) / sqrt(Σ w |ŵ - ŵ̄|² Σ w |w - w̄|²)``, the sums over every
+    field and the selected cells (``mask``, default all active) with area weights, ``ŵ̄``, ``w̄``
+    the weighted means of each component over those cells of each field (so a uniform drift does
+    not inflate it). ``rmse = sqrt(Σ w |ŵ - w|² / Σ w)`` (m/s). Fields ``[..., ny, nx]``.
+
+    Raises:
+        ValueError: shapes that differ, or a mask that selects no cell.
+    """
+    shapes = {tuple(x.shape) for x in (u, v, u_true, v_true)}
+    if len(shapes) != 1:
+        raise ValueError(f"u, v, u_true, v_true must have one shape, got {sorted(shapes)}")
+    w = grid.area * grid.active
+    w = w * (torch.ones_like(u) if mask is None else mask.to(u))
+    if not float(w.sum()) > 0:
+        raise ValueError("the mask selects no active cell to score the flow on")
+
+    def anomaly(f: Tensor) -> Tensor:
+        mean = (f * w).sum((-2, -1), keepdim=True) / w.sum((-2, -1), keepdim=True).clamp_min(1e-30)
+        return f - mean
+
+    a = torch.stack((anomaly(u), anomaly(v)))  # [2, ..., ny, nx]
+    b = torch.stack((anomaly(u_true), anomaly(v_true)))
+    corr = (w * a * b).sum() / ((w * a.square()).sum() * (w * b.square()).sum()).sqrt()
+    err = (w * ((u - u_true).square() + (v - v_true).square())).sum() / w.sum()
+    return {"correlation": float(corr), "rmse": float(err.sqrt())}
+
+
+@runtime_checkable
+class ReadsPast(Protocol):
+    """A part that reads the last ``frames`` frames of the window before each rollout, and may
+    hold a penalty on what it estimated from them."""
+
+    frames: int
+
+    def observe(self, past: Tensor, grid: Grid | None) -> None: ...
+
+    def penalty(self) -> Tensor: ...
+
+
+def observe_past(
+    field: nn.Module, grid: Grid | None, t: Tensor, y: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Give each part of ``field`` that reads the past its frames of the windows, and return
+    the windows from the last observed frame on, times from 0 there.
+
+    With ``k`` the most frames any part reads, ``t``: ``[B, W]`` -> ``[B, W-k+1]`` and
+    ``y``: ``[B, W, C, *grid]`` -> ``[B, W-k+1, C, *grid]``; frames ``0..k-1`` are observed.
+    Unchanged when no part reads the past (``k = 1``).
+
+    Raises:
+        ValueError: if the windows are not longer than ``k`` frames.
+    """
+    readers = [m for m in field.modules() if isinstance(m, ReadsPast)]
+    if not readers:
+        return t, y
+    k = max(m.frames for m in readers)
+    if y.shape[1] <= k:
+        raise ValueError(
+            f"windows of {y.shape[1]} frames leave nothing to forecast after the {k} frames the "
+            f"flow estimator reads: use windows of at least {k + 1} frames"
+        )
+    for m in readers:
+        m.observe(y[:, k - m.frames : k], grid)  # [B, frames, C, *grid]
+    return t[:, k - 1 :] - t[:, k - 1 : k], y[:, k - 1 :]
+
+
+def flow_penalty(field: nn.Module) -> Tensor | float:
+    """The sum of the penalties of the parts that read the past (0 when there are none)."""
+    return sum((m.penalty() for m in field.modules() if isinstance(m, ReadsPast)), 0.0)

@@ -1,0 +1,162 @@
+"""``FlowEstimator``: a U-Net from the last ``k`` frames to the velocity that moves the tracer
+(de Bézenac et al., ICLR 2018), used as the ``velocity`` of
+:class:`~hybrid.physics.advection_diffusion.AdvectionDiffusion` with no change to the prior."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybrid.flow import flow_regularisation
+from hybrid.models.activations import activation as make_activation
+from hybrid.models.conv import pad_geometry
+from hybrid.physics.grid import Grid
+
+
+class _Block(nn.Module):
+    """``σ(conv(σ(conv(x))))``, 3x3 convolutions padded by the geometry given at call time."""
+
+    def __init__(self, c_in: int, c_out: int, activation: str) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3), nn.Conv2d(c_out, c_out, 3)
+        self.act = make_activation(activation)
+
+    def forward(self, x: Tensor, periodic: tuple[bool, bool]) -> Tensor:
+        x = self.act(self.conv1(pad_geometry(x, periodic, 1)))
+        return self.act(self.conv2(pad_geometry(x, periodic, 1)))
+
+
+class FlowEstimator(nn.Module):
+    """Velocity ``(u, v) = U · mask · net(normalised last k frames)`` (m/s) on the data's grid.
+
+    The prior calls ``velocity()`` with no argument, so the estimator is given the past first:
+    :meth:`observe` (called by :func:`hybrid.flow.observe_past` in ``HybridModule`` with each
+    window's first ``frames`` frames) estimates the flow and holds it for the rollout that starts
+    from the last of them; ``forward()`` returns it, ``[B, 1, ny, nx]`` each, which broadcasts over
+    the tracer channels. Frames are normalised per window and channel (mean and spread over the
+    ``k`` frames' active cells): a velocity does not depend on the tracer's units or offset.
+
+    The network is a U-Net (``levels`` poolings, widths ``hidden · 2^l``, nearest upsampling,
+    skips); its convolutions are padded by the grid given to :meth:`observe` (circular on periodic
+    axes, zeros at walls), and land reads as 0 and gets zero velocity. The last convolution is
+    zero-initialised: an untrained estimator gives no flow. The grid (a box or lat-lon band) comes
+    from the data at each call, so the weights do not depend on it.
+
+    Args:
+        frames: past frames read, ``k`` (the current one included).
+        channels: tracer channels ``C`` of each frame.
+        hidden: width of the finest level.
+        levels: poolings; ``ny`` and ``nx`` must be divisible by ``2**levels``.
+        speed: typical speed ``U`` (m/s): the network's output unit, and the scale of the
+            regularisers (:func:`hybrid.flow.flow_regularisation`).
+        divergence, smoothness, magnitude: weights of the paper's regularisers on the estimate.
+        activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
+    """
+
+    def __init__(
+        self,
+        frames: int = 4,
+        channels: int = 1,
+        hidden: int = 16,
+        levels: int = 2,
+        speed: float = 1.0,
+        divergence: float = 0.0,
+        smoothness: float = 0.0,
+        magnitude: float = 0.0,
+        activation: str = "gelu",
+    ) -> None:
+        super().__init__()
+        for name, value in {"frames": frames, "channels": channels, "hidden": hidden}.items():
+            if value < 1:
+                raise ValueError(f"FlowEstimator {name} must be at least 1, got {value}")
+        if levels < 0:
+            raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
+        if not speed > 0:
+            raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
+        weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
+        for name, value in weights.items():
+            if value < 0:
+                raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
+        self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
+        self.weights = weights
+        widths = [hidden * 2**level for level in range(levels + 1)]
+        w_in = [frames * channels] + widths[:-1]
+        self.down = nn.ModuleList(
+            _Block(a, b, activation) for a, b in zip(w_in, widths, strict=True)
+        )
+        coarse, fine = widths[:0:-1], widths[-2::-1]
+        self.up = nn.ModuleList(
+            _Block(a + b, b, activation) for a, b in zip(coarse, fine, strict=True)
+        )
+        self.head = nn.Conv2d(hidden, 2, 3)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self._flow: tuple[Tensor, Tensor] | None = None
+        self._penalty: Tensor | None = None
+
+    def net(self, z: Tensor, periodic: tuple[bool, bool]) -> Tensor:
+        """``z: [B, k C, ny, nx]`` -> ``[B, 2, ny, nx]`` (velocity in units of ``speed``)."""
+        skips, h = [], z
+        for level, block in enumerate(self.down):
+            if level > 0:
+                h = F.avg_pool2d(h, 2)  # [B, w, ny', nx'] -> [B, w, ny'/2, nx'/2]
+            h = block(h, periodic)
+            skips.append(h)
+        for block, skip in zip(self.up, skips[-2::-1], strict=True):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")  # [B, w, 2 ny', 2 nx']
+            h = block(torch.cat((h, skip), dim=1), periodic)
+        return self.head(pad_geometry(h, periodic, 1))
+
+    def check(self, past: Tensor, grid: Grid) -> None:
+        """Raise ``ValueError`` unless ``past`` is ``[B, frames, channels, *grid.shape]`` and the
+        grid divides by ``2**levels`` (once per window batch, not in the solver's loop)."""
+        want = (self.frames, self.channels, *grid.shape)
+        if past.ndim != 5 or tuple(past.shape[1:]) != want:
+            raise ValueError(
+                "FlowEstimator reads past frames [B, frames, C, ny, nx] = "
+                f"[B, {', '.join(map(str, want))}], got {list(past.shape)}"
+            )
+        factor = 2**self.levels
+        if grid.shape[0] % factor or grid.shape[1] % factor:
+            raise ValueError(
+                f"FlowEstimator with levels={self.levels} needs ny and nx divisible by {factor}, "
+                f"got grid shape {tuple(grid.shape)}"
+            )
+
+    def observe(self, past: Tensor, grid: Grid | None) -> None:
+        """Estimate the flow from ``past``: ``[B, frames, C, ny, nx]`` (oldest first) on ``grid``,
+        and hold it, with its regularisation, until the next call.
+
+        Raises:
+            ValueError: without a grid, or for frames or a grid that do not fit.
+        """
+        if grid is None:
+            raise ValueError("FlowEstimator needs the data's grid (geometry, mask, spacing)")
+        self.check(past, grid)
+        active = grid.active > 0.5  # [ny, nx]
+        cells = active.sum()
+        x = torch.where(active, past, 0.0)
+        mean = x.sum((1, 3, 4), keepdim=True) / (cells * self.frames)  # [B, 1, C, 1, 1]
+        var = torch.where(active, past - mean, 0.0).square().sum((1, 3, 4), keepdim=True)
+        z = torch.where(
+            active, (past - mean) / (var / (cells * self.frames)).sqrt().clamp_min(1e-12), 0.0
+        )
+        out = self.net(z.flatten(1, 2), tuple(grid.periodic))  # [B, k C, ny, nx] -> [B, 2, ...]
+        out = torch.where(active, out * self.speed, 0.0)
+        u, v = out[:, :1], out[:, 1:]  # [B, 1, ny, nx] each
+        self._flow = (u, v)
+        self._penalty = flow_regularisation(u, v, grid, speed=self.speed, **self.weights)
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """The flow estimated by the last :meth:`observe`, ``([B, 1, ny, nx], [B, 1, ny, nx])``."""
+        if self._flow is None:
+            raise ValueError(
+                "FlowEstimator has not seen any past frames: call observe(past, grid) first "
+                "(HybridModule does so with each window's first frames)"
+            )
+        return self._flow
+
+    def penalty(self) -> Tensor:
+        """The regularisation of the last estimate (0 before any)."""
+        return self._penalty if self._penalty is not None else torch.zeros(())
