@@ -152,6 +152,13 @@ def function_main(name: str, argv: Sequence[str]) -> None:
     func(**{k: v for k, v in vars(cfg).items() if k not in ("config", "__path__")})
 
 
+def best_checkpoint():
+    """Keeps ``best-epoch=N.ckpt``, the lowest validation MSE so far, beside ``last.ckpt``."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
+
+
 def lightning_main(argv: Sequence[str], *, run: bool = True):
     """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``.
 
@@ -168,7 +175,7 @@ def lightning_main(argv: Sequence[str], *, run: bool = True):
         HybridModule,
         TrajectoryDataModule,
         args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
-        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True)]},
+        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
         auto_configure_optimizers=False,
         run=run,
     )

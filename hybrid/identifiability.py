@@ -186,7 +186,7 @@ def levenberg_marquardt(
     point and the mean square of its residual; a step is taken only if it lowers it.
     """
     x, mu = x0.detach().double(), 0.0
-    loss = float(residual(x).pow(2).mean())
+    loss = float(residual(x).detach().pow(2).mean())
     for _ in range(iterations):
         jac, r = jacobian(residual, x)  # [M, P], [M]
         scale = jac.pow(2).sum(0).clamp_min(1e-300).sqrt()  # [P] Marquardt's diagonal
@@ -198,7 +198,7 @@ def levenberg_marquardt(
             step = torch.linalg.lstsq(a.cpu(), b.cpu()[:, None]).solution.flatten().to(x)
             trial = x + step
             if admissible(trial):
-                trial_loss = float(residual(trial).pow(2).mean())
+                trial_loss = float(residual(trial).detach().pow(2).mean())
                 if trial_loss <= loss:
                     new_x, new_loss, mu = trial, trial_loss, mu / 10
                     break

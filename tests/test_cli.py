@@ -136,3 +136,14 @@ def test_config_mistakes_exit_with_one_clear_message(tiny_nc, tmp_path, capsys, 
     err = capsys.readouterr().err + str(exit_.value.code)
     assert exit_.value.code not in (0, None)
     assert message in err and "Traceback" not in err
+
+
+def test_fit_keeps_the_best_validation_checkpoint_beside_the_last(tiny_nc, tmp_path):
+    train, _ = tiny_nc("pendulum", n=4)
+    physics = {"class_path": "hybrid.physics.pendulum.DampedPendulum"}
+    main(["fit", "--config", str(_pendulum_config(tmp_path, train, physics))])
+    best = list((tmp_path / "run").rglob("best-epoch=*.ckpt"))
+    assert len(best) == 1 and _last_checkpoint(tmp_path / "run").exists()
+    state = torch.load(best[0], weights_only=True)
+    scores = [v for k, v in state["callbacks"].items() if "val/mse" in k]
+    assert scores and float(scores[0]["best_model_score"]) > 0
