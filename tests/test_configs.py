@@ -33,6 +33,7 @@ TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit
 WINDOW = {"moving_flow": 6}  # frames per window where 3 is too few (a flow estimator reads 4)
 TRAINED = {"moving_flow": ["c"]}  # variables trained on, when not all the protocol's
 QUIET = [
+    "--model.warm_start=false",  # one batch checks the config; tests/test_warm_start.py the fit
     "--trainer.accelerator=cpu",
     "--trainer.devices=1",
     "--trainer.logger=false",
