@@ -356,11 +356,12 @@ def building(out: Path, overwrite: bool):
 
 
 def format_lead(seconds: float) -> str:
-    """A lead time in the largest whole unit that fits: ``10800 -> "3 h"``, ``90 -> "90 s"``."""
+    """A lead time in the largest unit it reaches, 3 significant digits: ``10800 -> "3 h"``,
+    a mean month ``2629746 -> "30.4 d"``, ``45 -> "45 s"``."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size and float(seconds / size).is_integer():
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:.4g} s"
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def summary_markdown(report: dict) -> str:

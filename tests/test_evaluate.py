@@ -233,7 +233,14 @@ def test_compare_checkpoints_script(run, capsys):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(10800.0, "3 h"), (86400.0 * 30, "30 d"), (90.0, "90 s"), (120.0, "2 min"), (0.0, "0 s")],
+    [
+        (10800.0, "3 h"),
+        (86400.0 * 30, "30 d"),
+        (2629746.0, "30.4 d"),  # a mean Gregorian month
+        (90.0, "1.5 min"),
+        (45.0, "45 s"),
+        (0.0, "0 s"),
+    ],
 )
 def test_leads_read_in_the_largest_whole_unit(seconds, text):
     from hybrid.evaluate import format_lead
