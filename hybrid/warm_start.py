@@ -153,10 +153,12 @@ def save_report(report: dict, trainer) -> Path | None:
     if trainer.logger is not None:
         flat = {f"warm_start/{k}": v for k, v in report["found"].items()}
         trainer.logger.log_metrics({**flat, "warm_start/seconds": report["seconds"]}, step=0)
-    log_dir = trainer.log_dir  # a broadcast: every rank calls it
-    if not trainer.is_global_zero or (log_dir is None and trainer.checkpoint_callback is None):
+    log_dir = trainer.log_dir  # a broadcast: every rank calls it (default_root_dir if no logger)
+    checkpoints = getattr(trainer.checkpoint_callback, "dirpath", None)
+    folder = log_dir if trainer.loggers else checkpoints  # beside the logs, else the checkpoints
+    if not trainer.is_global_zero or folder is None:
         return None  # a run that writes nothing gets no report file either
-    folder = Path(log_dir or trainer.default_root_dir)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "warm_start.json"
     path.write_text(json.dumps(report, indent=1))
