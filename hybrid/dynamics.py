@@ -21,7 +21,8 @@ from torchdiffeq._impl.solvers import FixedGridODESolver
 
 def is_fixed_step(method: str) -> bool:
     """Whether torchdiffeq's ``method`` steps on a fixed grid (takes ``options.step_size``);
-    unknown names are left to torchdiffeq, which lists the valid ones."""
+    unknown names are left to torchdiffeq, which lists the valid ones. Its solver table lives in
+    private modules, but reading it keeps up with torchdiffeq where a copied list drifted."""
     solver = SOLVERS.get(method)
     return isinstance(solver, type) and issubclass(solver, FixedGridODESolver)
 

@@ -96,7 +96,7 @@ def forecast(model: HybridModule, dm: TrajectoryDataModule, path: Path) -> Forec
     dm.setup("predict")
     if "test" not in dm.splits:
         raise ValueError("the run has no test split: pass --data_path FILE to evaluate on")
-    ds = dm.test_dataset if dm.test_path else dm.dataset
+    ds = dm.test_source()
     writer = ForecastWriter(path, dm.splits["test"], dm.split_times["test"], ds, dm.variables)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -337,12 +337,17 @@ def write_outputs(tmp: Path, report: dict, f: Forecasts) -> None:
     (tmp / "summary.md").write_text(summary_markdown(report))
 
 
+def refuse_to_replace(out: Path, overwrite: bool) -> None:
+    """An existing output is replaced only when asked: checked before any work is done."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+
+
 @contextmanager
 def building(out: Path, overwrite: bool):
     """A temporary folder beside ``out``, moved into place when the block succeeds and removed
     when it fails; an existing ``out`` is replaced only with ``overwrite``."""
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+    refuse_to_replace(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -402,8 +407,7 @@ def predict(
     """The model's forecasts from every test start as CF NetCDF ``output`` (``forecast.nc`` of
     :func:`evaluate`, alone), written under a temporary name and renamed."""
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+    refuse_to_replace(out, overwrite)
     model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
@@ -426,8 +430,7 @@ def evaluate(
 ) -> dict:
     """Evaluate a checkpoint into the folder ``output``; returns the ``metrics.json`` report."""
     out = Path(output)
-    if out.exists() and not overwrite:  # before any work
-        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
+    refuse_to_replace(out, overwrite)
     model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
     with building(out, overwrite) as tmp:
         f = forecast(model, dm, tmp / "forecast.nc")
@@ -439,7 +442,7 @@ def evaluate(
             damped = damped_persistence(dm.climatology, clim, f.truth)
             if damped is not None:
                 f.methods["damped_persistence"] = damped
-        ds = dm.test_dataset if dm.test_path else dm.dataset
+        ds = dm.test_source()
         report = {
             "lead_time_s": f.t.tolist(),
             **score(f, metrics.cell_weights(dm.grid), dm.variables, clim),

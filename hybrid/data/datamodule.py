@@ -180,6 +180,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
         self.split_times["test"] = ds["time"]
 
+    def test_source(self) -> xr.Dataset:
+        """The dataset the test windows come from: ``test_path``'s, else the training file's."""
+        return self.test_dataset if self.test_path else self.dataset
+
     def _fit_climatology(self, frames: slice) -> None:
         """A smoothed seasonal climatology of the training period (mean + annual harmonics,
         :func:`hybrid.data.climatology.fit_climatology`), when it spans a year."""
