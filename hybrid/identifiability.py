@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
+from hybrid.objectives import EPSILON, Norm
 from hybrid.physics.parameters import physical_parameters
 
 MAX_PARAMETERS = 64  # one forward-mode pass per scalar parameter
@@ -48,12 +49,15 @@ def finite_difference_tendency(trajectories: Tensor, dt: float) -> tuple[Tensor,
 def residual_weight(
     shape: torch.Size, weight: Tensor | None = None, mask: Tensor | None = None
 ) -> Tensor:
-    """``√(w_c m)`` broadcastable against states of ``shape`` ``[..., C, *grid]``: ``weight``
-    ``[C]`` per channel (the objective's), ``mask`` ``[*grid]`` of cell weights (0 on land; area
-    weights welcome). ``[..., C]`` ODE states take no mask."""
+    """``√(w m)`` broadcastable against states of ``shape`` ``[..., C, *grid]``: ``weight``
+    ``[C]`` per channel, or a tensor of the states' rank broadcastable to them (a weight per state,
+    as :func:`norm_weight` gives for ``l2_normalized``); ``mask`` ``[*grid]`` of cell weights (0 on
+    land; area weights welcome). ``[..., C]`` ODE states take no mask."""
     n_grid = 0 if mask is None else mask.ndim
     out = torch.ones((), dtype=torch.float64)
-    if weight is not None:
+    if weight is not None and weight.ndim == len(shape) and weight.ndim > 1:
+        out = weight.double().cpu()
+    elif weight is not None:
         if weight.numel() != shape[len(shape) - n_grid - 1]:
             raise ValueError(f"weight has {weight.numel()} channels, the states {tuple(shape)}")
         out = weight.double().cpu().view(-1, *[1] * n_grid)
@@ -62,6 +66,27 @@ def residual_weight(
     if not (out >= 0).all():
         raise ValueError("weights and mask must be non-negative")
     return out.sqrt()
+
+
+def norm_weight(states: Tensor, norm: Norm, tendency_std: Tensor | None = None) -> Tensor:
+    """The weight ``W`` that makes ``Σ W |F_a|²`` the objective's ``‖F_a‖²`` of ``norm``
+    (:func:`hybrid.objectives.correction_sq`) at ``states`` ``[N, C, *grid]``, as a
+    ``weight`` for :func:`least_norm_parameters`:
+
+    * ``scaled``: ``1 / σ_c²`` per channel (``tendency_std`` ``[C]``), shape ``[C]``;
+    * ``l2``: 1 per channel, ``[C]``;
+    * ``l2_normalized``: ``1 / (|y| + ε)²`` per state and cell, ``[N, 1, *grid]``.
+    """
+    n_channels = states.shape[1]
+    if norm == "scaled":
+        if tendency_std is None:
+            raise ValueError("the scaled norm needs the tendency's std per channel")
+        return tendency_std.double().pow(-2)
+    if norm == "l2":
+        return torch.ones(n_channels, dtype=torch.float64)
+    if norm == "l2_normalized":
+        return (states.double().square().sum(1, keepdim=True).sqrt() + EPSILON).pow(-2)
+    raise ValueError(f"norm must be one of {Norm.__args__}, got {norm!r}")
 
 
 def least_norm_parameters(
@@ -81,7 +106,8 @@ def least_norm_parameters(
             current parameters are the starting point; it is not modified.
         states: ``[N, *S]`` (any leading dims; flattened into the batch).
         tendency: ``dy/dt`` at ``states``, same shape.
-        weight: ``[C]`` per-channel weights of the objective's norm (default all 1).
+        weight: the weights of the objective's norm (default all 1): ``[C]`` per channel, or
+            per state (:func:`norm_weight` gives both from the objective's ``norm``).
         mask: ``[*grid]`` cell weights (0 on inactive cells).
         iterations: at most this many Gauss-Newton steps.
         rtol: stop when a step lowers the residual's mean square by less than this, relatively.

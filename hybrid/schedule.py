@@ -49,18 +49,19 @@ def schedule_lr(module: nn.Module) -> None:
         return
     trainer = module.trainer
     total = float(trainer.estimated_stepping_batches)
-    if trainer.max_steps == -1:
+    if trainer.max_steps == -1:  # epoch-bounded: the Adam epochs, before any polish
         total *= module.objective.steps_per_batch
+        total *= 1 - getattr(module, "polish_epochs", 0) / trainer.max_epochs
     factor = lr_factor(module.global_step, total)
-    for optimizer in module.trainer.optimizers:
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-            group["lr"] = group["initial_lr"] * factor
+    for group in module.trainer.optimizers[0].param_groups:  # not the polisher's (polish.py)
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = group["initial_lr"] * factor
 
 
 def clip_outliers(module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """``on_before_optimizer_step``: clip the gradient norm at :data:`CLIP` × its running mean."""
-    if not wanted(module):
+    """``on_before_optimizer_step``: clip the gradient norm at :data:`CLIP` × its running mean
+    (not L-BFGS's, the polisher's: its line search needs the true gradient)."""
+    if not wanted(module) or isinstance(optimizer, torch.optim.LBFGS):
         return
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     mean = getattr(module, "_grad_norm_mean", None)

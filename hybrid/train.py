@@ -19,6 +19,7 @@ from hybrid.models.normalisation import ChannelScaler
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
+from hybrid.polish import make_polisher, polish_step, polishing
 from hybrid.schedule import clip_outliers, schedule_lr
 from hybrid.warm_start import end_of_batch, start_of_fit
 
@@ -82,6 +83,9 @@ class HybridModule(pl.LightningModule):
         stabilise: with a network, warm the learning rate up and decay it by a cosine, and
             clip outlier gradients (:mod:`hybrid.schedule`); ``false`` keeps the optimiser's
             constant rate, as the reference code does.
+        polish_epochs: the last this many epochs fit the network alone by L-BFGS on
+            ``L_traj``, the prior's parameters held where the objective left them (APHYNITY's
+            λ → ∞ limit, :mod:`hybrid.polish`); for data that fit in one batch.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class HybridModule(pl.LightningModule):
         gradient_clip: float | None = None,
         warm_start: bool = True,
         stabilise: bool = True,
+        polish_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # the objective's steps per batch (training_step)
@@ -127,6 +132,11 @@ class HybridModule(pl.LightningModule):
         self.gradient_clip = gradient_clip
         self.warm_start, self.warm_start_report = warm_start, {}
         self.stabilise = stabilise
+        if polish_epochs < 0:
+            raise ValueError(f"polish_epochs must be >= 0, got {polish_epochs}")
+        if polish_epochs and correction is None:
+            raise ValueError("polish_epochs fits the network, but the model has none")
+        self.polish_epochs = polish_epochs
         self.register_buffer("channel_weight", torch.ones(0))  # [C] 1/std², set from data
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.grid: Grid | None = None
@@ -247,7 +257,12 @@ class HybridModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """The objective's ``steps_per_batch`` gradient steps on this batch (APHYNITY's
         ``n_iter``), then its ``update`` with the last step's ``L_traj`` (all-reduced)."""
-        optimizer = self.optimizers()
+        optimizer, *polisher = self.optimizers() if self.polish_epochs else [self.optimizers()]
+        if polishing(self):
+            _, y = observe_past(self.field, self.grid, *batch)
+            out = polish_step(self, polisher[0], y, lambda: self._shared_step(batch))
+            self._log(out, "train", batch[1].shape[0])
+            return
         for _ in range(self.objective.steps_per_batch):
             out = self._shared_step(batch)
             if not torch.isfinite(out["loss"]):
@@ -299,7 +314,12 @@ class HybridModule(pl.LightningModule):
                 if value.numel() == 1:
                     self.log(f"physics/{name}", float(value), sync_dist=False, prog_bar=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
+        """The configured optimiser; with ``polish_epochs``, and the polisher second."""
+        main = self._optimizer()
+        return [main, make_polisher(self.correction)] if self.polish_epochs else main
+
+    def _optimizer(self) -> torch.optim.Optimizer:
         trainable = [p for p in self.parameters() if p.requires_grad]
         if self.physics_lr is None or self.physics is None:
             return self.optimizer(trainable)

@@ -11,7 +11,11 @@ import torch
 from hybrid.data.protocols import build
 from hybrid.data.simulate import simulate
 from hybrid.dynamics import HybridField
-from hybrid.identifiability import finite_difference_tendency, least_norm_parameters
+from hybrid.identifiability import (
+    finite_difference_tendency,
+    least_norm_parameters,
+    norm_weight,
+)
 from hybrid.models import MLP
 from hybrid.physics import operators
 from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
@@ -91,6 +95,25 @@ def test_pendulum_friction_shifts_omega0_by_its_correlation_with_sin_theta(float
     expected = OMEGA0_SQ + ALPHA * float((omega * theta.sin()).sum() / theta.sin().pow(2).sum())
     found = least_norm_parameters(FrictionlessPendulum(omega0_sq=1.0), y, f)
     assert found["omega0_sq"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["scaled", "l2", "l2_normalized"])
+def test_the_optimum_follows_the_objectives_norm(float64, norm):
+    """The same split in each norm of ``‖F_a‖²`` (``W`` per state): ``ω0²* = ω0² +
+    α⟨W ω sin θ⟩/⟨W sin² θ⟩``, with ``W = 1/σ²`` (scaled: the second channel alone carries
+    ``F_a``), 1 (l2) or ``1/(|y| + ε)²`` (l2_normalized, which weighs small swings more)."""
+    y = torch.randn(500, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        f = DampedPendulum()(torch.tensor(0.0), y)
+    theta, omega = y.unbind(-1)
+    weight = norm_weight(y, norm, tendency_std=f.std(0))
+    w = {"l2_normalized": weight.squeeze(-1), "l2": 1.0, "scaled": weight[1]}[norm]
+    expected = OMEGA0_SQ + ALPHA * float((w * omega * theta.sin()).sum() / (w * theta.sin() ** 2).sum())
+    found = least_norm_parameters(FrictionlessPendulum(omega0_sq=1.0), y, f, weight=weight)
+    assert found["omega0_sq"] == pytest.approx(expected, rel=1e-9)
+    if norm == "l2_normalized":  # a different optimum, not the same number by accident
+        plain = least_norm_parameters(FrictionlessPendulum(omega0_sq=1.0), y, f)["omega0_sq"]
+        assert abs(found["omega0_sq"] - plain) > 1e-3 * plain
 
 
 def test_default_dataset_keeps_the_transport_identifiable(float64):

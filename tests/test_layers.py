@@ -14,7 +14,7 @@ LAYERS = [
     {"physics"},
     {"dynamics", "metrics", "models", "objectives", "identifiability", "plots", "flow"},
     {"data"},
-    {"train", "warm_start", "callbacks", "schedule"},
+    {"train", "warm_start", "callbacks", "schedule", "polish"},
     {"evaluate"},
     {"cli", "__main__"},
 ]
