@@ -58,3 +58,42 @@ def test_reduced_table(tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["runs"][0]["val_curve"]
     assert (tmp_path / "val_mse_vs_time.png").stat().st_size > 1000
     assert "| dataset | method |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_pendulum_aphynity_reaches_the_solver_floor_at_the_least_norm_split(tmp_path, monkeypatch):
+    """The issue's command (the config's 60 epochs, the last 10 polished): the test MSE sits at
+    the floor that rk4 at the data step leaves to the exact equation (10^-5.63 here, which is why
+    the paper's -7.86 under the log10 reading cannot be reached with this solver), and ω0² is the
+    least-norm split that :mod:`hybrid.identifiability` predicts from the true tendency on the
+    training windows in the objective's norm (2.1 % below the truth), not the truth itself.
+
+    Measured (seed 0, 2 busy cores): test MSE 5.3e-6 = 2.3× the floor 2.33e-6 after 30 Adam
+    epochs, 3.7e-6 = 1.6× after 190; ω0² within 0.07 % of the predicted split; ~4 min."""
+    import torch
+
+    from hybrid.data.datamodule import TrajectoryDataModule
+    from hybrid.identifiability import least_norm_parameters, norm_weight
+    from hybrid.physics.pendulum import OMEGA0_SQ, DampedPendulum, FrictionlessPendulum
+    from hybrid.train import HybridModule
+
+    monkeypatch.chdir(ROOT)
+    argv = ["--output", str(tmp_path), "--datasets", "pendulum", "--methods",
+            "aphynity_incomplete", "--seeds", "0"]  # fmt: skip
+    (row,) = _script().main(argv)
+    assert row["mse"][0] <= 3 * row["floor_mse"]
+    assert row["param_error_pct"][0] <= 4.0
+
+    dm = TrajectoryDataModule(str(tmp_path / "data/pendulum/train.nc"), ["theta", "omega"],
+                              window=40, batch_size=25, val_fraction=0.2)  # fmt: skip
+    dm.setup("fit")
+    train = dm.splits["train"]
+    states = torch.stack([train[i][1] for i in range(len(train))]).flatten(0, 1).double()
+    with torch.no_grad():
+        tendency = DampedPendulum()(None, states)
+    weight = norm_weight(states, "scaled", dm.statistics()["tendency_std"])
+    predicted = least_norm_parameters(FrictionlessPendulum(1.0), states, tendency, weight=weight)
+    ckpt = next((tmp_path / "runs/pendulum/aphynity_incomplete/seed0/best").glob("*.ckpt"))
+    found = float(HybridModule.load_from_checkpoint(ckpt).physics.omega0_sq.detach())
+    assert found == pytest.approx(predicted["omega0_sq"], rel=2e-3)
+    assert abs(predicted["omega0_sq"] / OMEGA0_SQ - 1) > 0.015  # the split is not the truth

@@ -268,3 +268,29 @@ def test_n_iter_takes_that_many_gradient_steps_per_batch_then_updates_lambda(tin
     steps.clear()
     _trainer(tmp_path, max_steps=12, limit_val_batches=0).fit(model, dm)
     assert len(updates) == len(steps) // 3 and len(steps) >= 6
+
+
+def test_recompute_checkpoints_the_correction_with_the_same_loss_and_gradients():
+    """``recompute`` wraps the network in ``Checkpointed``: the loss and every gradient equal
+    direct backprop's to rounding; the option and the wrapped weights survive a state-dict
+    round trip."""
+    torch.manual_seed(0)
+    y = torch.randn(4, 6, 2)
+    t = torch.arange(6.0)[None].expand(4, -1) * 0.1
+    grads = {}
+    for recompute in (None, 3):
+        torch.manual_seed(1)
+        model = HybridModule(FrictionlessPendulum(), MLP(2, hidden=16, init="orthogonal"),
+                             recompute=recompute, warm_start=False)  # fmt: skip
+        loss = model._shared_step((t, y))["loss"]
+        loss.backward()
+        grads[recompute] = (loss.detach(), [p.grad.clone() for p in model.parameters()])
+    (loss0, g0), (loss1, g1) = grads[None], grads[3]
+    assert torch.allclose(loss0, loss1, rtol=1e-6)
+    for a, b in zip(g0, g1, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
+    again = HybridModule(FrictionlessPendulum(), MLP(2, hidden=16), recompute=3)
+    again.load_state_dict(model.state_dict())
+    assert type(again.correction).__name__ == "Checkpointed"
+    with pytest.raises(ValueError, match="recompute must be a positive"):
+        HybridModule(FrictionlessPendulum(), MLP(2), recompute=0)
