@@ -4,6 +4,7 @@ lead, the flow estimator's speed, and a checkpoint of a 1-D model."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -186,3 +187,42 @@ def test_a_1d_hybrid_from_the_config_reloads_from_a_weights_only_checkpoint(
     assert float(a.physics.grid.dx_east[0]) == pytest.approx(2 * math.pi * 6.371e6 / 144)
     y0, t = torch.randn(2, 1, 144), torch.arange(4) * DAY
     assert torch.equal(a(y0, t), b(y0, t))
+
+
+# --- the shipped configs on the full protocol (slow: ~4 min on 2 busy cores) --------------------
+
+
+@pytest.mark.slow
+def test_the_configs_on_the_full_protocol_beat_the_baselines_and_find_the_speed(tmp_path):
+    """`configs/hovmoller.yaml` (10 epochs) scored by `hybrid evaluate` on 360 test days: below
+    persistence, its prior alone and the best constant-speed advection at every lead, u within
+    5 %; `configs/moving_flow/hovmoller_flow.yaml` (10 epochs): mean estimated speed within 10 %."""
+    from hybrid.cli import main
+
+    spec = build("hovmoller")
+    files = [
+        str(write_netcdf(simulate_dataset(spec, s, progress=False), tmp_path / f"{s}.nc"))
+        for s in ("train", "test")
+    ]
+    reports = {}
+    for name in ("hovmoller.yaml", "moving_flow/hovmoller_flow.yaml"):
+        run = tmp_path / name.replace("/", "_")
+        args = ["--data.path", files[0], "--data.test_path", files[1], "--trainer.logger=false"]
+        main(["fit", "--config", f"configs/{name}", *args, "--trainer.default_root_dir", str(run)])
+        ckpt = str(next(run.rglob("last.ckpt")))
+        main(["evaluate", "--ckpt_path", ckpt, "--output", str(run / "eval")])
+        reports[name] = json.loads((run / "eval" / "metrics.json").read_text())
+    hybrid = reports["hovmoller.yaml"]
+    rmse = {k: np.array(v[1:]) for k, v in hybrid["rmse"].items()}
+    dm = _data(files, window=6)  # the same test windows as the evaluation's
+    train, test = dm.splits["train"], dm.splits["test"]
+    speed = best_constant_speed(torch.as_tensor(train.y.load())[:, :, 0], DAY, dm.grid, train.valid)
+    truth = torch.stack([test[i][1][:, 0] for i in range(len(test))])
+    lead = torch.arange(LEADS + 1) * DAY
+    advection = _rmse_by_lead(shift_exactly(truth[:, :1], speed * lead, dm.grid), truth)
+    assert hybrid["n_forecasts"] == len(test)
+    for baseline in (rmse["persistence"], rmse["physics"], advection):
+        assert np.all(rmse["model"] < baseline), (rmse, advection)
+    assert hybrid["parameters"]["velocity.u"] == pytest.approx(HOVMOLLER_SPEED, rel=0.05)
+    flow = reports["moving_flow/hovmoller_flow.yaml"]["flow"]
+    assert flow["mean_speed"] == pytest.approx(HOVMOLLER_SPEED, rel=0.10)
