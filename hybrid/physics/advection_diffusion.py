@@ -101,7 +101,8 @@ class AdvectionDiffusion(nn.Module):
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         # Sum the face fluxes, then take one divergence: κ∇c - w c through every face.
-        fluxes = [self.kappa * f for f in operators.diffusive_flux(y, self.grid)]
+        kappa = self.kappa  # one exp
+        fluxes = [kappa * f for f in operators.diffusive_flux(y, self.grid)]
         if self.velocity is not None:
             advective = self._advective_flux(y, *self.velocity(), self.grid)
             fluxes = [f - a for f, a in zip(fluxes, advective, strict=True)]

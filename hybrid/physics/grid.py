@@ -136,15 +136,12 @@ class Grid(nn.Module):
     def faces(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(spacing, weight, length_open)`` of the faces on the ``+index`` side along the
         axis of component ``k`` (0 eastward, 1 northward), each of the grid's shape."""
-        return (
-            self.get_buffer(SPACING[k]),
-            self.get_buffer(WEIGHT[k]),
-            self.get_buffer(LENGTH_OPEN[k]),
-        )
+        buffers = self._buffers  # direct: operators call this in the solver's inner loop
+        return buffers[SPACING[k]], buffers[WEIGHT[k]], buffers[LENGTH_OPEN[k]]
 
     def open(self, k: int) -> Tensor:
         """1 where the face on the ``+index`` side along component ``k``'s axis is open."""
-        return self.get_buffer(OPEN[k])
+        return self._buffers[OPEN[k]]
 
     @classmethod
     def box(
