@@ -580,8 +580,20 @@ def time_step(time: xr.DataArray) -> tuple[float, str]:
     raise IrregularTime(
         f"time is not evenly spaced (steps {seconds.min()}..{seconds.max()} s): "
         f"{_date(time.values[i])} to {_date(time.values[i + 1])} (index {i}) is "
-        f"{got}, where the record steps by {typical}",
+        f"{got}, where the record steps by {typical}{_missing_dates_hint(seconds)}",
         i,
+    )
+
+
+def _missing_dates_hint(seconds: np.ndarray) -> str:
+    """When every step is a whole number of the shortest (dates left out of a regular record),
+    how to give them as missing frames, which are read (the windows touching them left out)."""
+    ratio = seconds / seconds.min()
+    if not np.allclose(ratio, np.round(ratio), atol=1e-6):
+        return ""
+    return (
+        f"; {int(np.round(ratio).sum() - ratio.size)} dates seem left out: give them as "
+        "missing (NaN) frames, e.g. ds.resample(time=STEP).asfreq() in xarray"
     )
 
 

@@ -111,3 +111,19 @@ def test_a_1d_grid_survives_a_netcdf_round_trip(tmp_path):
     for name, value in want.state_dict().items():
         assert torch.allclose(grid.get_buffer(name), value, rtol=1e-6), name
     assert np.allclose(back["c"].values, y[:, :, 0].numpy())
+
+
+def test_left_out_days_are_refused_with_how_to_give_them_as_missing_frames(tmp_path):
+    path = _hovmoller(tmp_path / "h.nc", missing=())
+    ds = xr.open_dataset(path).load()
+    ds.close()
+    gappy = ds.drop_sel(time=ds["time"].values[[7, 8, 23]])  # three days absent, not NaN
+    gappy.to_netcdf(tmp_path / "gappy.nc")
+    with pytest.raises(ValueError, match=r"index 6\) is 3 days.*3 dates seem left out.*asfreq"):
+        open_trajectories(tmp_path / "gappy.nc", ["olr"])
+    gappy.resample(time="1D").asfreq().to_netcdf(tmp_path / "filled.nc")  # as the message says
+    dm = TrajectoryDataModule(str(tmp_path / "filled.nc"), ["olr"], window=5, val_fraction=0.25)
+    dm.setup()
+    assert [s for _, s in dm.splits["train"].index] == [
+        s for s in range(26) if not ({7, 8, 23} & set(range(s, s + 5)))
+    ]
