@@ -292,6 +292,7 @@ def forecast_dataset(
         "sample": ("time", np.array([n for n, _ in f.starts])),
     }
     coords.update({d: ds[d] for d in spatial})
+    coords.update({k: c for k, c in ds.coords.items() if c.ndim == 0})  # a circle's latitude
     out = xr.Dataset(
         {
             v: (("time", "prediction_timedelta", *spatial), pred[:, :, c], ds[v].attrs)

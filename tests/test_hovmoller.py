@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import write_netcdf
@@ -187,6 +188,10 @@ def test_a_1d_hybrid_from_the_config_reloads_from_a_weights_only_checkpoint(
     assert float(a.physics.grid.dx_east[0]) == pytest.approx(2 * math.pi * 6.371e6 / 144)
     y0, t = torch.randn(2, 1, 144), torch.arange(4) * DAY
     assert torch.equal(a(y0, t), b(y0, t))
+    main(["predict", "--ckpt_path", str(path), "--output", str(tmp_path / "forecast.nc")])
+    with xr.open_dataset(tmp_path / "forecast.nc") as forecast:  # the circle's latitude kept
+        assert forecast["olr"].dims == ("time", "prediction_timedelta", "lon")
+        assert float(forecast["lat"]) == 0.0
 
 
 # --- the shipped configs on the full protocol (slow: ~4 min on 2 busy cores) --------------------
