@@ -228,3 +228,13 @@ def test_1d_padding_copies_across_the_seam_and_its_gradients_are_its_adjoint(per
         check_forward_ad=True,
         check_backward_ad=False,
     )
+
+
+def test_the_2d_only_priors_refuse_a_line_with_one_message():
+    from hybrid.physics.moving_flow import MovingFlowTracer
+    from hybrid.physics.shallow_water import ShallowWater
+
+    grid, _ = _line(8)
+    for build in (lambda: ShallowWater(grid), lambda: MovingFlowTracer(grid)):
+        with pytest.raises(ValueError, match=r"needs a 2-D grid, got shape \(8,\)"):
+            build()
