@@ -114,3 +114,24 @@ def test_the_flow_estimator_names_a_rank_that_does_not_fit():
         AdvectionDiffusion(_circle(), velocity=FlowEstimator(dims=2))
     with pytest.raises(ValueError, match=r"past frames \[B, frames, C, nx\]"):
         FlowEstimator(frames=2, levels=1, dims=1).observe(torch.randn(1, 3, 1, 32), _circle())
+
+
+def test_aphynitys_batch_norm_on_a_circle_is_1d():
+    net = _randomise(ConvNet(channels=2, hidden=8, grid=_circle(), batch_norm=True))
+    assert any(isinstance(m, nn.BatchNorm1d) for m in net.modules())
+    assert net(0, torch.randn(4, 2, 32)).shape == (4, 2, 32)
+
+
+def test_the_flow_regularisers_on_a_circle_have_their_discrete_values():
+    """``u = sin(kx)``: the face-averaged divergence is ``cos(kx) sin(kΔ)/Δ`` and the centred
+    gradient the same, so both mean squares are ``(sin(kΔ)/Δ)²/2``; ``‖u‖²`` is ``1/2``."""
+    from hybrid.flow import divergence_sq, magnitude_sq, smoothness_sq
+
+    grid = _circle(64)
+    dx = float(grid.dx_east[0])
+    k = 3 * 2 * torch.pi / (64 * dx)
+    u = torch.sin(k * torch.arange(64) * dx)[None]
+    want = (torch.sin(torch.tensor(k * dx)) / dx) ** 2 / 2
+    assert float(divergence_sq(u, grid)) == pytest.approx(float(want), rel=1e-5)
+    assert float(smoothness_sq(u, grid)) == pytest.approx(float(want), rel=1e-5)
+    assert float(magnitude_sq(u, grid)) == pytest.approx(0.5, rel=1e-5)
