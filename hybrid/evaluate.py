@@ -209,8 +209,8 @@ def estimated_flow(
     with torch.no_grad():
         for t, y in torch.utils.data.DataLoader(windows, batch_size=batch_size):
             observe_past(model.field, model.grid, t, y)
-            u, v = estimators[0]()
-            parts.append((u[:, 0], v[:, 0]))  # [B, 1, ny, nx] -> [B, ny, nx]
+            u, *v = estimators[0]()  # v is absent on a 1-D grid: zero there
+            parts.append((u[:, 0], v[0][:, 0] if v else torch.zeros_like(u[:, 0])))
     return torch.cat([u for u, _ in parts]), torch.cat([v for _, v in parts])
 
 
@@ -292,6 +292,7 @@ def forecast_dataset(
         "sample": ("time", np.array([n for n, _ in f.starts])),
     }
     coords.update({d: ds[d] for d in spatial})
+    coords.update({k: c for k, c in ds.coords.items() if c.ndim == 0})  # a circle's latitude
     out = xr.Dataset(
         {
             v: (("time", "prediction_timedelta", *spatial), pred[:, :, c], ds[v].attrs)

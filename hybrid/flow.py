@@ -2,7 +2,9 @@
 against a true one, and how a window's past frames reach the parts that read them.
 
 Velocities are ``(u, v)`` eastward and northward in m/s at cell centres, ``[..., ny, nx]``, on a
-:class:`~hybrid.physics.grid.Grid`. Means over the grid are area-weighted over active cells.
+:class:`~hybrid.physics.grid.Grid`; on a 1-D grid ``u`` alone, ``[..., nx]``: the regularisers
+take the components before the grid as the operators do (``u, grid`` or ``u, v, grid``). Means
+over the grid are area-weighted over active cells.
 
 A part that reads the past (:class:`ReadsPast`, e.g. :class:`hybrid.models.flow.FlowEstimator`)
 is given the first ``frames`` frames of each window by :func:`observe_past` before the rollout;
@@ -21,58 +23,65 @@ from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
 
+def _grid_axes(grid: Grid) -> tuple[int, ...]:
+    return tuple(range(-grid.ndim, 0))
+
+
 def _grid_mean(x: Tensor, grid: Grid) -> Tensor:
     """Area-weighted mean over the grid axes and plain mean over the others: a scalar."""
-    return (x * grid.area_weights()).sum((-2, -1)).mean()
+    return (x * grid.area_weights()).sum(_grid_axes(grid)).mean()
 
 
-def divergence_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
-    """Mean ``(∇·w)²`` (s⁻²), the divergence from face-averaged normal velocities."""
-    return _grid_mean(operators.divergence(u, v, grid).square(), grid)
+def divergence_sq(*w_and_grid: Tensor | Grid) -> Tensor:
+    """Mean ``(∇·w)²`` (s⁻²), the divergence from face-averaged normal velocities;
+    ``u[, v], grid``."""
+    grid = w_and_grid[-1]
+    return _grid_mean(operators.divergence(*w_and_grid).square(), grid)
 
 
-def smoothness_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
-    """Mean ``|∇u|² + |∇v|²`` (s⁻²), centred differences (one-sided at walls and land)."""
-    return _grid_mean(sum(g.square() for f in (u, v) for g in operators.gradient(f, grid)), grid)
+def smoothness_sq(*w_and_grid: Tensor | Grid) -> Tensor:
+    """Mean ``|∇u|² + |∇v|²`` (s⁻²), centred differences (one-sided at walls and land);
+    ``u[, v], grid``."""
+    *w, grid = w_and_grid
+    return _grid_mean(sum(g.square() for f in w for g in operators.gradient(f, grid)), grid)
 
 
-def magnitude_sq(u: Tensor, v: Tensor, grid: Grid) -> Tensor:
-    """Mean ``u² + v²`` (m² s⁻²)."""
-    return _grid_mean(u.square() + v.square(), grid)
+def magnitude_sq(*w_and_grid: Tensor | Grid) -> Tensor:
+    """Mean ``u² + v²`` (m² s⁻²); ``u[, v], grid``."""
+    *w, grid = w_and_grid
+    return _grid_mean(sum(c.square() for c in w), grid)
 
 
 def flow_regularisation(
-    u: Tensor,
-    v: Tensor,
-    grid: Grid,
-    *,
+    *w_and_grid: Tensor | Grid,
     speed: float,
     divergence: float = 0.0,
     smoothness: float = 0.0,
     magnitude: float = 0.0,
 ) -> Tensor:
-    """The paper's penalty ``λ_div ‖∇·w‖² + λ_grad ‖∇w‖² + λ_magn ‖w‖²``, each term made
-    dimensionless with the typical ``speed`` (m/s) and the grid's smallest spacing ``Δ`` (m):
-    ``(Δ/U)² ‖∇·w‖²``, ``(Δ/U)² ‖∇w‖²``, ``‖w‖²/U²`` (so the weights read the same on any grid)."""
+    """The paper's penalty ``λ_div ‖∇·w‖² + λ_grad ‖∇w‖² + λ_magn ‖w‖²`` of ``w = (u[, v])``
+    (given as ``u[, v], grid``), each term made dimensionless with the typical ``speed`` (m/s)
+    and the grid's smallest spacing ``Δ`` (m): ``(Δ/U)² ‖∇·w‖²``, ``(Δ/U)² ‖∇w‖²``, ``‖w‖²/U²``
+    (so the weights read the same on any grid)."""
+    grid = w_and_grid[-1]
     scale = (grid.min_spacing() / speed) ** 2
-    terms = u.new_zeros(())
+    terms = w_and_grid[0].new_zeros(())
     if divergence:
-        terms = terms + divergence * scale * divergence_sq(u, v, grid)
+        terms = terms + divergence * scale * divergence_sq(*w_and_grid)
     if smoothness:
-        terms = terms + smoothness * scale * smoothness_sq(u, v, grid)
+        terms = terms + smoothness * scale * smoothness_sq(*w_and_grid)
     if magnitude:
-        terms = terms + magnitude * magnitude_sq(u, v, grid) / speed**2
+        terms = terms + magnitude * magnitude_sq(*w_and_grid) / speed**2
     return terms
 
 
 def gradient_mask(c: Tensor, grid: Grid, threshold: float = 0.1) -> Tensor:
     """Cells where the tracer gradient is not negligible: ``|∇c| > threshold · RMS|∇c|`` (RMS
-    over each field's active cells). ``c``: ``[..., ny, nx]`` -> bool of the same shape.
+    over each field's active cells). ``c``: ``[..., *grid]`` -> bool of the same shape.
 
     Only there does a tracer tell its velocity (along its gradient: the aperture problem)."""
-    gx, gy = operators.gradient(c, grid)
-    g = (gx.square() + gy.square()) * grid.active
-    rms = ((g * grid.area_weights()).sum((-2, -1), keepdim=True)).sqrt()
+    g = sum(d.square() for d in operators.gradient(c, grid)) * grid.active
+    rms = ((g * grid.area_weights()).sum(_grid_axes(grid), keepdim=True)).sqrt()
     return (g.sqrt() > threshold * rms) & (grid.active > 0.5)
 
 

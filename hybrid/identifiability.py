@@ -197,6 +197,7 @@ def load_flat(model: nn.Module, like: dict[str, Tensor], x: Tensor) -> None:
             params[name].copy_(v)
 
 
+@torch.no_grad()  # forward mode only: no graph through a network's own parameters
 def levenberg_marquardt(
     residual: Callable[[Tensor], Tensor],
     x0: Tensor,

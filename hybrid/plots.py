@@ -34,6 +34,8 @@ def plot_dataset(ds: xr.Dataset, path: str | os.PathLike, *, sample: int = 0) ->
             ax.plot(seconds, ds[name].isel(sample=slice(0, 8)).values.T, lw=1)
             ax.set(xlabel="time", ylabel=f"{name} [{ds[name].attrs.get('units', '')}]")
         return _save(fig, path)
+    if ds[names[0]].ndim == 3:  # (sample, time, x): a Hovmöller diagram
+        return _save(_hovmoller(ds, names, seconds, sample), path)
     frames = np.linspace(0, ds.sizes["time"] - 1, 4).astype(int)
     fig, axes = plt.subplots(len(names), 4, figsize=(13, 3 * len(names)), squeeze=False)
     for row, name in zip(axes, names, strict=False):
@@ -47,6 +49,19 @@ def plot_dataset(ds: xr.Dataset, path: str | os.PathLike, *, sample: int = 0) ->
             ax.set_xticks([]), ax.set_yticks([])
         fig.colorbar(im, ax=row.tolist(), shrink=0.8, label=ds[name].attrs.get("units", ""))
     return _save(fig, path)
+
+
+def _hovmoller(ds: xr.Dataset, names: list[str], seconds: np.ndarray, sample: int) -> plt.Figure:
+    """Time (up) against the one spatial dim (across), one panel per variable."""
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        field = ds[name].isel(sample=sample)  # [time, x]
+        x = ds[field.dims[-1]].values
+        extent = (x[0], x[-1], seconds[0] / 86400, seconds[-1] / 86400)
+        im = ax.imshow(field.values, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r")
+        ax.set(xlabel=field.dims[-1], ylabel="time [days]", title=name)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=ds[name].attrs.get("units", ""))
+    return fig
 
 
 def plot_error_by_lead(report: dict, path: str | os.PathLike) -> Path:
@@ -87,6 +102,8 @@ def plot_forecast_maps(
             ax.set(xlabel=f"lead time [{unit}]", ylabel=name, title=f"{name}: truth — forecast --")
         return _save(fig, path)
     leads = sorted({1, len(t) // 2, len(t) - 1})
+    if truth.ndim == 4:  # [N, L, C, nx]: a 1-D grid
+        return _save(_profiles(truth, pred, t, names, leads, sample), path)
     fig, axes = plt.subplots(
         3 * len(names), len(leads), squeeze=False, figsize=(3.4 * len(leads), 9 * len(names))
     )
@@ -106,6 +123,19 @@ def plot_forecast_maps(
                 ax.set_xticks([]), ax.set_yticks([])
                 fig.colorbar(im, ax=ax, shrink=0.7)
     return _save(fig, path)
+
+
+def _profiles(truth, pred, t, names: list[str], leads: list[int], sample: int) -> plt.Figure:
+    """Truth (solid) and forecast (dashed) along a 1-D grid at a few leads, per variable."""
+    unit, scale = _time_unit(t[-1])
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 3.6), squeeze=False)
+    for c, (ax, name) in enumerate(zip(axes[0], names, strict=True)):
+        for k in leads:
+            (line,) = ax.plot(truth[sample, k, c], lw=1, label=f"lead {t[k] / scale:.3g} {unit}")
+            ax.plot(pred[sample, k, c], "--", color=line.get_color(), lw=1)
+        ax.set(xlabel="cell", ylabel=name, title=f"{name}: truth — forecast --")
+        ax.legend(fontsize=8)
+    return fig
 
 
 def plot_parameters(report: dict, path: str | os.PathLike) -> Path:
@@ -128,6 +158,8 @@ def plot_flow(
     """A tracer field ``[ny, nx]`` with the estimated flow ``(u, v)`` as arrows (and the true one,
     when given, in a second panel on the same arrow scale)."""
     field, u, v = (np.asarray(a) for a in (field, u, v))
+    if field.ndim == 1:  # a 1-D grid: the tracer and the speed along it
+        return _save(_flow_profile(field, u, true_flow), path)
     panels = [("estimated flow", u, v)]
     if true_flow is not None:
         panels.append(("true flow", *(np.asarray(a) for a in true_flow)))
@@ -142,6 +174,19 @@ def plot_flow(
         ax.set_title(f"{title} (max {np.sqrt(a**2 + b**2).max():.3g} m/s)", fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     return _save(fig, path)
+
+
+def _flow_profile(field: np.ndarray, u: np.ndarray, true_flow) -> plt.Figure:
+    """The tracer ``[nx]`` and the estimated (and true) speed ``u`` along a 1-D grid."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    top.plot(field, color="k", lw=1)
+    top.set(ylabel="tracer", title="tracer at the forecast's start")
+    bottom.plot(u, label="estimated u")
+    if true_flow is not None:
+        bottom.plot(np.asarray(true_flow[0]), "--", label="true u")
+    bottom.set(xlabel="cell", ylabel="u [m/s]")
+    bottom.legend(fontsize=8)
+    return fig
 
 
 def _time_unit(seconds: float) -> tuple[str, float]:

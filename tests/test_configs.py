@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 REAL_DATA = {"sst_ostia.yaml"}  # tested on the real file in tests/test_ostia.py
 CONFIGS = [p for p in CONFIGS if p.name not in REAL_DATA]
-EXTRA = {"quickstart.yaml": "advection_diffusion"}  # configs outside a protocol's folder
+EXTRA = {  # configs outside their protocol's folder
+    "quickstart.yaml": "advection_diffusion",
+    "hovmoller.yaml": "hovmoller",
+    "hovmoller_flow.yaml": "hovmoller",
+}
 TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit each split
     "pendulum": (4, 2, 8),
     "reaction_diffusion": (4, 2, 8),
@@ -29,9 +33,16 @@ TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit
     "shallow_water": (4, 2, 8),
     "wave": (1, 1, 25),  # one record, split by time: 20 training frames and 5 validation frames
     "moving_flow": (4, 2, 8),
+    "hovmoller": (1, 1, 40),  # one record split by time: 32 training and 8 validation days
 }
-WINDOW = {"moving_flow": 6}  # frames per window where 3 is too few (a flow estimator reads 4)
-TRAINED = {"moving_flow": ["c"]}  # variables trained on, when not all the protocol's
+WINDOW = {
+    "moving_flow": 6,
+    "hovmoller": 6,
+}  # frames per window where 3 is too few (a flow estimator reads 4)
+TRAINED = {
+    "moving_flow": ["c"],
+    "hovmoller": ["olr"],
+}  # variables trained on, when not all the protocol's
 QUIET = [
     "--model.warm_start=false",  # one batch checks the config; tests/test_warm_start.py the fit
     "--trainer.accelerator=cpu",
@@ -111,6 +122,7 @@ def fit_args(path: Path, tiny_files, tmp_path: Path, *extra: str) -> list[str]:
 def test_every_protocol_folder_has_configs():
     folders = {p.parent.name for p in CONFIGS if p.parent.name in DATASETS}
     variants = {"advection_diffusion_decay"}  # uses configs/advection_diffusion/ with --data.path
+    variants |= {"hovmoller"}  # configs/hovmoller.yaml and configs/moving_flow/hovmoller_flow.yaml
     assert folders == set(DATASETS) - variants
     assert len(CONFIGS) >= 23
 

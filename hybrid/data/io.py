@@ -1,6 +1,9 @@
 """The only place where xarray meets tensors: trajectories to CF NetCDF and back.
 
-File convention: one variable per state component, dims ``(sample, time[, y, x | lat, lon])``.
+File convention: one variable per state component, dims
+``(sample, time[, y, x | lat, lon | x | lon])``: a grid of two spatial dims, one (a line in
+metres, or a circle of longitudes at the latitude of a scalar ``lat`` coordinate, the equator
+without one: a time x longitude Hovmöller), or none (ODE states).
 ``time`` is CF-encoded (``seconds since ...``); true physical parameters are global attributes
 ``true_<name>``.
 """
@@ -27,13 +30,27 @@ TIME_UNITS = "seconds since 2000-01-01 00:00:00"
 
 
 def grid_coords(
-    kind: str, x: np.ndarray, y: np.ndarray, *, periodic: tuple[bool, bool] = (False, False)
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray | float | None = None,
+    *,
+    periodic: tuple[bool, ...] = (False, False),
 ) -> dict[str, xr.DataArray]:
-    """CF coordinates of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees.
+    """CF coordinates of a grid (``Grid.kind``): ``y, x`` in m or ``lat, lon`` in degrees; on a
+    1-D grid ``x`` alone (``y=None``), or ``lon`` with a scalar ``lat`` (``y`` a number).
 
     A box records periodic axes as the attribute ``periodic = 1`` on its coordinate (CF has no
     word for it); lat-lon periodicity is read from the longitudes themselves.
     """
+    if np.ndim(y) == 0:  # one axis
+        if kind == "latlon":
+            return {
+                "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
+                "lat": _coord(float(y), (), "Y", "degrees_north", "latitude"),
+            }
+        return {
+            "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[-1]))
+        }
     if kind == "latlon":
         return {
             "lat": _coord(y, "lat", "Y", "degrees_north", "latitude"),
@@ -46,7 +63,12 @@ def grid_coords(
 
 
 def _coord(
-    values: np.ndarray, dim: str, axis: str, units: str, standard_name: str, **extra: object
+    values: np.ndarray | float,
+    dim: str | tuple,
+    axis: str,
+    units: str,
+    standard_name: str,
+    **extra: object,
 ) -> xr.DataArray:
     attrs = {"units": units, "axis": axis, "standard_name": standard_name, **extra}
     return xr.DataArray(values, dims=dim, attrs=attrs)
@@ -65,14 +87,15 @@ def trajectories_to_dataset(
 
     Args:
         names: one variable name per channel ``C``.
-        coords: spatial coordinates in grid-axis order (``y, x`` or ``lat, lon``), none for ODEs.
+        coords: spatial coordinates in grid-axis order (``y, x``, ``lat, lon``, ``x`` or ``lon``),
+            none for ODEs; a scalar one (the ``lat`` of a longitude circle) is kept as such.
         units: per-variable units.
         attrs: global attributes (e.g. ``true_kappa``).
     """
     coords = dict(coords or {})
     if len(names) != y.shape[2]:
         raise ValueError(f"got {len(names)} names for {y.shape[2]} channels")
-    dims = ("sample", "time", *coords)
+    dims = ("sample", "time", *(name for name, c in coords.items() if c.ndim))
     seconds = np.asarray(t.detach().cpu(), dtype=np.float64)
     time = xr.DataArray(
         np.datetime64("2000-01-01") + (seconds * 1e9).astype("timedelta64[ns]"),
@@ -338,8 +361,19 @@ def _squeeze_extra_dims(ds: xr.Dataset, variables: Sequence[str], label: str) ->
             f"level first (e.g. ds.isel({extra[0]}=0))"
         )
     spatial = tuple(d for d in dims if d in SPATIAL)
-    if spatial not in ((), ("lat", "lon"), ("lon", "lat"), ("y", "x"), ("x", "y")):
-        raise ValueError(f"{label}: spatial dims {spatial} must be (lat, lon) or (y, x)")
+    if spatial not in (
+        (),
+        ("lat", "lon"),
+        ("lon", "lat"),
+        ("y", "x"),
+        ("x", "y"),
+        ("lon",),
+        ("x",),
+    ):
+        raise ValueError(
+            f"{label}: spatial dims {spatial} must be (lat, lon) or (y, x), or one dim along "
+            "lon or x (a 1-D grid: a longitude circle or a line)"
+        )
     if extra:  # stacklevel 3: the caller of open_trajectories
         warnings.warn(f"{label}: singleton dims {extra} squeezed", stacklevel=3)
     return ds.squeeze(extra)
@@ -422,13 +456,15 @@ def grid_from_dataset(ds: xr.Dataset, variables: str | Sequence[str]) -> Grid | 
     """The :class:`Grid` of the spatial dims of ``variables`` (one name or several on one grid);
     None for ODE states.
 
+    Two dims give a box (``y, x``) or a lat-lon grid; one gives a line (``x``) or the circle of
+    longitudes (``lon``) at the latitude of a scalar ``lat`` coordinate (:func:`circle_latitude`).
     A cell is inactive (land) where no frame has all ``variables`` present at once, so a cell
     always missing in any one variable is inactive: the same rule as
     :func:`hybrid.data.trajectories.missing_masks`. The mask is reduced by dask, chunk by chunk.
 
     Raises:
         ValueError: a variable not in ``ds``, variables on different grids, or a grid of other
-            than 0 or 2 spatial dims.
+            than 0, 1 or 2 spatial dims.
     """
     names = [variables] if isinstance(variables, str) else list(variables)
     missing = [v for v in names if v not in ds.data_vars]
@@ -440,16 +476,44 @@ def grid_from_dataset(ds: xr.Dataset, variables: str | Sequence[str]) -> Grid | 
     dims = grids.pop()
     if not dims:
         return None
-    if len(dims) != 2:
-        raise ValueError(f"{names} must have 0 or 2 spatial dims, got {dims}")
-    ydim, xdim = dims
+    if len(dims) not in (1, 2):
+        raise ValueError(f"{names} must have 0, 1 or 2 spatial dims, got {dims}")
     present = functools.reduce(operator.and_, [ds[v].notnull() for v in names])
     other = [d for d in present.dims if d not in dims]
-    active = present.any(other).transpose(*dims).values if other else None  # [ny, nx]
+    active = present.any(other).transpose(*dims).values if other else None  # [*grid]
+    if len(dims) == 1:
+        return _line_grid(ds, dims[0], active)
+    ydim, xdim = dims
     if ydim in LAT_NAMES and xdim in LON_NAMES:
         return Grid.latlon(ds[ydim].values, ds[xdim].values, active=active)
     periodic = tuple(bool(ds[d].attrs.get("periodic", 0)) for d in (ydim, xdim))
     return Grid.box(ds[xdim].values, ds[ydim].values, periodic=periodic, active=active)
+
+
+def _line_grid(ds: xr.Dataset, dim: str, active: np.ndarray | None) -> Grid:
+    """The 1-D grid along ``dim``: longitudes at :func:`circle_latitude`, or a line in metres."""
+    if dim in LON_NAMES:
+        return Grid.latlon(circle_latitude(ds), ds[dim].values, active=active)
+    if dim != "x":
+        raise ValueError(f"a 1-D grid runs along lon or x, got the dim {dim!r}")
+    periodic = bool(ds[dim].attrs.get("periodic", 0))
+    return Grid.box(ds[dim].values, periodic=periodic, active=active)
+
+
+def circle_latitude(ds: xr.Dataset) -> float:
+    """The latitude (degrees) of a time x longitude record: its scalar latitude coordinate
+    (found by CF attributes or name), else the equator, with a warning (a Hovmöller of a band
+    average, 15°S-15°N say, is usually meant to sit on the equator; a scalar ``lat`` says
+    otherwise)."""
+    for name, coord in ds.coords.items():
+        if coord.ndim == 0 and _dim_kind(ds, str(name)) == "lat":
+            return float(coord.values)
+    warnings.warn(
+        "a time x longitude record without a scalar latitude coordinate: its longitudes are "
+        "placed on the equator (add a scalar `lat` to say otherwise)",
+        stacklevel=2,
+    )
+    return 0.0
 
 
 # --- regular time in calendar terms ---------------------------------------------------------------
@@ -516,8 +580,20 @@ def time_step(time: xr.DataArray) -> tuple[float, str]:
     raise IrregularTime(
         f"time is not evenly spaced (steps {seconds.min()}..{seconds.max()} s): "
         f"{_date(time.values[i])} to {_date(time.values[i + 1])} (index {i}) is "
-        f"{got}, where the record steps by {typical}",
+        f"{got}, where the record steps by {typical}{_missing_dates_hint(seconds)}",
         i,
+    )
+
+
+def _missing_dates_hint(seconds: np.ndarray) -> str:
+    """When every step is a whole number of the shortest (dates left out of a regular record),
+    how to give them as missing frames, which are read (the windows touching them left out)."""
+    ratio = seconds / seconds.min()
+    if not np.allclose(ratio, np.round(ratio), atol=1e-6):
+        return ""
+    return (
+        f"; {int(np.round(ratio).sum() - ratio.size)} dates seem left out: give them as "
+        "missing (NaN) frames, e.g. ds.resample(time=STEP).asfreq() in xarray"
     )
 
 

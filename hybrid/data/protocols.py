@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hybrid.data.io import grid_coords
 from hybrid.data.simulate import SimulationSpec, box_coords
 from hybrid.dynamics import HybridField
 from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
 from hybrid.physics.decay import LinearDecay
 from hybrid.physics.grid import Grid
+from hybrid.physics.growth import LocalGrowth
 from hybrid.physics.moving_flow import MovingFlowTracer, streamfunction_velocity
 from hybrid.physics.pendulum import ALPHA, OMEGA0_SQ, DampedPendulum
 from hybrid.physics.reaction_diffusion import ReactionDiffusion
@@ -231,6 +233,62 @@ def moving_flow() -> SimulationSpec:
     )
 
 
+HOVMOLLER_SPEED = 5.0  # m/s eastward, the waves' propagation speed
+HOVMOLLER_GROWTH = 1 / (40 * DAY)  # 1/s, peak growth (decay) rate over 90°E (90°W)
+
+
+def _eastward_waves(rng: np.random.Generator, n: int, lon: np.ndarray) -> Tensor:
+    """``Σ_{k=1..4} a_k sin(k λ + φ_k)``, ``a_k ~ N(0, (10/k)²)`` W m⁻²: ``[n, 1, nx]``."""
+    lam = np.deg2rad(lon)
+    out = np.zeros((n, 1, lon.size))
+    for i in range(n):
+        for k in range(1, 5):
+            out[i, 0] += rng.normal(0, 10 / k) * np.sin(k * lam + rng.uniform(0, 2 * np.pi))
+    return _tensor(out)
+
+
+def _noise_and_missing_days(noise: float, missing: float):
+    """Observation: Gaussian noise of ``noise`` (W m⁻²) on every value, and a share ``missing``
+    of the days (never the first) lost whole: NaN frames."""
+
+    def observe(rng: np.random.Generator, y: Tensor) -> Tensor:
+        y = y + noise * _tensor(rng.standard_normal(tuple(y.shape)))
+        lost = rng.random(y.shape[:2]) < missing  # [N, T]
+        lost[:, 0] = False
+        y[torch.as_tensor(lost)] = float("nan")
+        return y
+
+    return observe
+
+
+def hovmoller() -> SimulationSpec:
+    """Daily OLR-like anomalies on the equator's circle of 2.5° longitudes (a Hovmöller diagram):
+    waves of zonal wavenumbers 1-4 carried east at ``U = 5 m/s`` (κ = 2e4 m²/s), growing over
+    the Indian Ocean and West Pacific and decaying over the East Pacific and Atlantic,
+    ``∂c/∂t = -U ∂c/∂x + κ ∂²c/∂x² + σ0 sin(λ) c`` with ``σ0 = 1/(40 days)``
+    (:class:`~hybrid.physics.growth.LocalGrowth`, which the transport prior lacks); noise of
+    0.5 W m⁻² and 3 % of the days missing (NaN frames). One record per split: 720 days (train),
+    360 (test). Train on ``variables: [olr]``."""
+    lon = np.arange(144) * 2.5
+    grid = Grid.latlon(0.0, lon)
+    prior = AdvectionDiffusion(grid, kappa=2e4, velocity=ConstantVelocity(HOVMOLLER_SPEED, None))
+    growth = LocalGrowth(HOVMOLLER_GROWTH * torch.sin(torch.deg2rad(torch.as_tensor(lon))))
+    return SimulationSpec(
+        model=HybridField(prior, growth),
+        prior=prior,
+        names=("olr",),
+        units=("W m-2",),
+        dt=DAY,
+        n_times={"train": 720, "test": 360},
+        n_samples={"train": 1, "test": 1},
+        initial_condition=lambda rng, n: _eastward_waves(rng, n, lon),
+        coords=grid_coords("latlon", lon, 0.0),
+        solver={"method": "rk4", "step_size": 3 * HOUR},
+        description="eastward waves (U = 5 m/s) growing over 0-180E, decaying over 180-360E",
+        observe=_noise_and_missing_days(noise=0.5, missing=0.03),
+    )
+
+
 def build(name: str) -> SimulationSpec:
     """The protocol ``name`` (a key of :data:`DATASETS`), built in float64 so true parameters
     are exact."""
@@ -252,4 +310,5 @@ DATASETS = {
     "advection_diffusion_decay": advection_diffusion_decay,
     "shallow_water": shallow_water,
     "moving_flow": moving_flow,
+    "hovmoller": hovmoller,
 }

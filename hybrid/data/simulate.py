@@ -38,6 +38,8 @@ class SimulationSpec:
         initial_condition: ``(rng, n) -> y0 [n, *S]``.
         coords: spatial coordinates (``y, x`` or ``lat, lon``), empty for ODEs.
         solver: keyword arguments of :func:`hybrid.dynamics.rollout`.
+        observe: ``(rng, y [N, T, *S]) -> y``, what an instrument does to the true trajectories
+            (noise, missing frames as NaN), applied after integration; None keeps them exact.
     """
 
     model: nn.Module
@@ -51,6 +53,7 @@ class SimulationSpec:
     coords: dict[str, xr.DataArray] = field(default_factory=dict)
     solver: dict = field(default_factory=lambda: {"method": "dopri5", "rtol": 1e-8, "atol": 1e-8})
     description: str = ""
+    observe: Callable[[np.random.Generator, Tensor], Tensor] | None = None
 
 
 @torch.no_grad()
@@ -98,6 +101,8 @@ def simulate_dataset(
     y0 = spec.initial_condition(rng, n)
     t = torch.arange(spec.n_times[split], dtype=torch.float64) * spec.dt
     y = simulate(spec.model, y0, t, progress=progress, **spec.solver)
+    if spec.observe is not None:
+        y = spec.observe(rng, y)
     attrs = {
         "title": spec.description,
         "source": f"hybrid simulate ({type(spec.prior).__module__}.{type(spec.prior).__name__})",

@@ -2,7 +2,8 @@
 
 Shared by :class:`~hybrid.models.resnet.ResNet`, :class:`~hybrid.models.unet.UNet` and
 :class:`~hybrid.models.convnet.ConvNet`, together
-with the normalise-mask-apply-mask-scale wrapper that both fields nets use.
+with the normalise-mask-apply-mask-scale wrapper that both fields nets use. The convolutions are
+1-D on a 1-D grid (a line, a longitude circle) and 2-D otherwise: the networks follow the grid.
 """
 
 from __future__ import annotations
@@ -18,21 +19,26 @@ from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
 
-def pad_geometry(x: Tensor, periodic: tuple[bool, bool], width: int) -> Tensor:
-    """Pad ``x: [N, C, ny, nx]`` by ``width`` cells on each side of the last two axes.
+def pad_geometry(x: Tensor, periodic: tuple[bool, ...], width: int) -> Tensor:
+    """Pad ``x: [N, C, ny, nx]`` (``periodic = (y, x)``) or ``x: [N, C, nx]`` (``periodic = (x,)``)
+    by ``width`` cells on each side of the grid axes.
 
     Circular along a periodic axis (the neighbour across the seam), zeros along a wall.
     """
-    return operators.pad(x, periodic, width)  # [N, C, ny + 2 width, nx + 2 width]
+    return operators.pad(x, periodic, width)  # [N, C, ny + 2w, nx + 2w] or [N, C, nx + 2w]
 
 
-class GridConv2d(nn.Module):
-    """A ``kernel_size`` x ``kernel_size`` convolution padded by :func:`pad_geometry`.
+CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+
+
+class GridConv(nn.Module):
+    """A ``kernel_size``-wide convolution over the grid's axes (1-D on a line or longitude circle,
+    2-D otherwise: the rank is ``len(periodic)``), padded by :func:`pad_geometry`.
 
     Args:
         in_channels: input channels.
         out_channels: output channels.
-        periodic: ``(periodic_y, periodic_x)``.
+        periodic: one flag per grid axis, ``(periodic_y, periodic_x)`` or ``(periodic_x,)``.
         kernel_size: odd kernel size.
     """
 
@@ -40,35 +46,41 @@ class GridConv2d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        periodic: tuple[bool, bool] = (True, True),
+        periodic: tuple[bool, ...] = (True, True),
         kernel_size: int = 3,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+        if len(periodic) not in CONV:
+            raise ValueError(f"a grid has 1 or 2 axes, got periodic flags {tuple(periodic)}")
         self.periodic = tuple(periodic)
-        # walls on both axes: the convolution's own zero padding, with no padded copy
+        # walls on every axis: the convolution's own zero padding, with no padded copy
         self.width = kernel_size // 2 if any(self.periodic) else 0
         padding = 0 if any(self.periodic) else kernel_size // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
+        conv = CONV[len(self.periodic)]
+        self.conv = conv(in_channels, out_channels, kernel_size, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x: [N, C_in, ny, nx]`` -> ``[N, C_out, ny, nx]``."""
+        """``x: [N, C_in, *grid]`` -> ``[N, C_out, *grid]``."""
         return self.conv(pad_geometry(x, self.periodic, self.width))
 
     def extra_repr(self) -> str:
         return f"periodic={self.periodic}"
 
 
-def geometry_of(grid: Grid | None) -> tuple[tuple[bool, bool], Tensor | None]:
-    """``(periodic, active)`` of a grid; fully periodic and unmasked without one."""
+GridConv2d = GridConv  # the name it had when grids were 2-D only
+
+
+def geometry_of(grid: Grid | None) -> tuple[tuple[bool, ...], Tensor | None]:
+    """``(periodic, active)`` of a grid; fully periodic 2-D and unmasked without one."""
     if grid is None:
         return (True, True), None
-    return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool [ny, nx]
+    return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool, the grid's shape
 
 
-def position_channels(shape: tuple[int, int], periodic: tuple[bool, bool]) -> Tensor:
-    """Fixed input channels that tell a convolution where it is, ``[P, ny, nx]``: ``sin``, ``cos``
+def position_channels(shape: tuple[int, ...], periodic: tuple[bool, ...]) -> Tensor:
+    """Fixed input channels that tell a convolution where it is, ``[P, *shape]``: ``sin``, ``cos``
     of the angle along a periodic axis (no seam), a ramp from -1 to 1 along a walled one."""
     channels = []
     for axis, (n, wraps) in enumerate(zip(shape, periodic, strict=True)):
@@ -78,12 +90,13 @@ def position_channels(shape: tuple[int, int], periodic: tuple[bool, bool]) -> Te
             if wraps
             else [2 * s * n / max(n - 1, 1) - 1]
         )
-        for r in ramps:
-            channels.append(r[:, None].expand(shape) if axis == 0 else r[None, :].expand(shape))
+        view = [1] * len(shape)
+        view[axis] = n
+        channels += [r.view(view).expand(shape) for r in ramps]
     return torch.stack(channels)
 
 
-def zero_init(conv: GridConv2d) -> None:
+def zero_init(conv: GridConv) -> None:
     """Zero weights and bias, so that the network's output starts exactly at zero."""
     nn.init.zeros_(conv.conv.weight)
     nn.init.zeros_(conv.conv.bias)
@@ -92,19 +105,22 @@ def zero_init(conv: GridConv2d) -> None:
 def apply_on_field(
     body: Callable[[Tensor], Tensor], scaler: ChannelScaler, active: Tensor | None, y: Tensor
 ) -> Tensor:
-    """Normalise ``y: [..., C, ny, nx]``, mask, run ``body`` on ``[N, C, ny, nx]``, mask, scale.
+    """Normalise ``y: [..., C, *grid]``, mask, run ``body`` on ``[N, C, *grid]``, mask, scale.
 
-    Inactive cells enter as 0 whatever they hold (``torch.where``, so a NaN there never reaches
-    the active cells, nor the gradients) and leave with a zero tendency.
+    The grid's rank is the scaler's (``channel_dim = -1 - rank``). Inactive cells enter as 0
+    whatever they hold (``torch.where``, so a NaN there never reaches the active cells, nor the
+    gradients) and leave with a zero tendency.
     """
-    lead, field = y.shape[:-3], y.shape[-3:]
-    z = scaler.normalise(y).reshape(-1, *field)  # [..., C, ny, nx] -> [N, C, ny, nx]
+    rank = -1 - scaler.channel_dim
+    lead, field = y.shape[: -1 - rank], y.shape[-1 - rank :]
+    z = scaler.normalise(y).reshape(-1, *field)  # [..., C, *grid] -> [N, C, *grid]
     if active is not None:
         z = torch.where(active, z, 0.0)
-    # Channels-last inside: mkldnn convolutions of few channels run several times faster on the
-    # CPU with the channels innermost, and every layer after the first keeps that layout.
-    out = body(z.contiguous(memory_format=torch.channels_last))
+    # Channels-last inside (2-D): mkldnn convolutions of few channels run several times faster on
+    # the CPU with the channels innermost, and every layer after the first keeps that layout.
+    layout = torch.channels_last if rank == 2 else torch.contiguous_format
+    out = body(z.contiguous(memory_format=layout))
     if active is not None:
         out = torch.where(active, out, 0.0)
     out = scaler.scale_output(out).contiguous()  # back to the caller's layout
-    return out.reshape(*lead, *out.shape[-3:])  # -> [..., C, ny, nx]
+    return out.reshape(*lead, *out.shape[1:])  # -> [..., C, *grid]

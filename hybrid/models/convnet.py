@@ -1,18 +1,21 @@
-"""APHYNITY's convolutional correction (``ConvNetEstimator``) for fields ``[..., C, ny, nx]``."""
+"""APHYNITY's convolutional correction (``ConvNetEstimator``) for fields ``[..., C, *grid]``."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
+
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
 
 class ConvNet(nn.Module):
     """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)`` with APHYNITY's estimator as net:
 
-    ``depth`` 3x3 convolutions (``C -> hidden -> ... -> hidden -> C``), each but the last followed
+    ``depth`` 3x3 convolutions (``C -> hidden -> ... -> hidden -> C``; width 3 on a 1-D grid),
+    each but the last followed
     by batch-statistics normalisation (``BatchNorm2d`` without running statistics, when
     ``batch_norm``) and ReLU; the
     hidden convolutions have no bias when normalised, as in the paper's code. The last one is
@@ -47,23 +50,24 @@ class ConvNet(nn.Module):
             raise ValueError(f"depth must be at least 2 (a hidden and a last layer), got {depth}")
         self.periodic, active = geometry_of(grid)
         self.register_buffer("active", active)  # saved: see ResNet
-        self.scaler = ChannelScaler(channels, -3)
+        self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
         widths = [channels] + [hidden] * (depth - 1)
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            conv = GridConv2d(w_in, w_out, self.periodic)
+            conv = GridConv(w_in, w_out, self.periodic)
             if batch_norm:  # a bias before a batch norm is cancelled by its mean
                 conv.conv.bias = None
-            norm = nn.BatchNorm2d(w_out, track_running_stats=False) if batch_norm else nn.Identity()
+            norm = BATCH_NORM[len(self.periodic)] if batch_norm else None
+            norm = norm(w_out, track_running_stats=False) if norm else nn.Identity()
             layers += [conv, norm, nn.ReLU(inplace=True)]  # neither needs its output back
         self.hidden = nn.Sequential(*layers)
-        self.head = GridConv2d(hidden, channels, self.periodic)
+        self.head = GridConv(hidden, channels, self.periodic)
         zero_init(self.head)
 
     def body(self, z: Tensor) -> Tensor:
-        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        """``z: [N, C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""
         return self.head(self.hidden(z))
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        """``y: [..., C, *grid]`` -> ``dy/dt`` of the same shape."""
         return apply_on_field(self.body, self.scaler, self.active, y)

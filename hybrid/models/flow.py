@@ -10,30 +10,32 @@ from torch import Tensor, nn
 
 from hybrid.flow import flow_regularisation
 from hybrid.models.activations import activation as make_activation
-from hybrid.models.conv import pad_geometry
+from hybrid.models.conv import CONV, pad_geometry
 from hybrid.physics.grid import Grid
 
 
 class _Block(nn.Module):
-    """``σ(conv(σ(conv(x))))``, 3x3 convolutions padded by the geometry given at call time."""
+    """``σ(conv(σ(conv(x))))``, 3x3 (or width-3 1-D) convolutions padded by the geometry given at
+    call time."""
 
-    def __init__(self, c_in: int, c_out: int, activation: str) -> None:
+    def __init__(self, c_in: int, c_out: int, activation: str, dims: int = 2) -> None:
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(c_in, c_out, 3), nn.Conv2d(c_out, c_out, 3)
+        self.conv1, self.conv2 = CONV[dims](c_in, c_out, 3), CONV[dims](c_out, c_out, 3)
         self.act = make_activation(activation)
 
-    def forward(self, x: Tensor, periodic: tuple[bool, bool]) -> Tensor:
+    def forward(self, x: Tensor, periodic: tuple[bool, ...]) -> Tensor:
         x = self.act(self.conv1(pad_geometry(x, periodic, 1)))
         return self.act(self.conv2(pad_geometry(x, periodic, 1)))
 
 
 class FlowEstimator(nn.Module):
-    """Velocity ``(u, v) = U · mask · net(normalised last k frames)`` (m/s) on the data's grid.
+    """Velocity ``(u, v) = U · mask · net(normalised last k frames)`` (m/s) on the data's grid;
+    ``(u,)`` on a 1-D grid (``dims=1``: a line or a longitude circle, 1-D convolutions).
 
     The prior calls ``velocity()`` with no argument, so the estimator is given the past first:
     :meth:`observe` (called by :func:`hybrid.flow.observe_past` in ``HybridModule`` with each
     window's first ``frames`` frames) estimates the flow and holds it for the rollout that starts
-    from the last of them; ``forward()`` returns it, ``[B, 1, ny, nx]`` each, which broadcasts over
+    from the last of them; ``forward()`` returns it, ``[B, 1, *grid]`` each, which broadcasts over
     the tracer channels. Frames are normalised per window and channel (mean and spread over the
     ``k`` frames' active cells): a velocity does not depend on the tracer's units or offset.
 
@@ -47,11 +49,13 @@ class FlowEstimator(nn.Module):
         frames: past frames read, ``k`` (the current one included).
         channels: tracer channels ``C`` of each frame.
         hidden: width of the finest level.
-        levels: poolings; ``ny`` and ``nx`` must be divisible by ``2**levels``.
+        levels: poolings; every grid axis must divide by ``2**levels``.
         speed: typical speed ``U`` (m/s): the network's output unit, and the scale of the
             regularisers (:func:`hybrid.flow.flow_regularisation`).
         divergence, smoothness, magnitude: weights of the paper's regularisers on the estimate.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
+        dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
+            the number of velocity components and of the convolutions' axes.
     """
 
     def __init__(
@@ -65,8 +69,11 @@ class FlowEstimator(nn.Module):
         smoothness: float = 0.0,
         magnitude: float = 0.0,
         activation: str = "gelu",
+        dims: int = 2,
     ) -> None:
         super().__init__()
+        if dims not in CONV:
+            raise ValueError(f"FlowEstimator dims must be 1 or 2 (the grid's rank), got {dims}")
         for name, value in {"frames": frames, "channels": channels, "hidden": hidden}.items():
             if value < 1:
                 raise ValueError(f"FlowEstimator {name} must be at least 1, got {value}")
@@ -79,28 +86,29 @@ class FlowEstimator(nn.Module):
             if value < 0:
                 raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
         self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
-        self.weights = weights
+        self.weights, self.dims, self.components = weights, dims, dims
         widths = [hidden * 2**level for level in range(levels + 1)]
         w_in = [frames * channels] + widths[:-1]
         self.down = nn.ModuleList(
-            _Block(a, b, activation) for a, b in zip(w_in, widths, strict=True)
+            _Block(a, b, activation, dims) for a, b in zip(w_in, widths, strict=True)
         )
         coarse, fine = widths[:0:-1], widths[-2::-1]
         self.up = nn.ModuleList(
-            _Block(a + b, b, activation) for a, b in zip(coarse, fine, strict=True)
+            _Block(a + b, b, activation, dims) for a, b in zip(coarse, fine, strict=True)
         )
-        self.head = nn.Conv2d(hidden, 2, 3)
+        self.head = CONV[dims](hidden, dims, 3)  # one output per velocity component
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        self._flow: tuple[Tensor, Tensor] | None = None
+        self._flow: tuple[Tensor, ...] | None = None
         self._penalty: Tensor | None = None
 
-    def net(self, z: Tensor, periodic: tuple[bool, bool]) -> Tensor:
-        """``z: [B, k C, ny, nx]`` -> ``[B, 2, ny, nx]`` (velocity in units of ``speed``)."""
+    def net(self, z: Tensor, periodic: tuple[bool, ...]) -> Tensor:
+        """``z: [B, k C, *grid]`` -> ``[B, dims, *grid]`` (velocity in units of ``speed``)."""
         skips, h = [], z
+        pool = F.avg_pool1d if self.dims == 1 else F.avg_pool2d
         for level, block in enumerate(self.down):
             if level > 0:
-                h = F.avg_pool2d(h, 2)  # [B, w, ny', nx'] -> [B, w, ny'/2, nx'/2]
+                h = pool(h, 2)  # [B, w, ny', nx'] -> [B, w, ny'/2, nx'/2] (or [B, w, nx'/2])
             h = block(h, periodic)
             skips.append(h)
         for block, skip in zip(self.up, skips[-2::-1], strict=True):
@@ -109,23 +117,30 @@ class FlowEstimator(nn.Module):
         return self.head(pad_geometry(h, periodic, 1))
 
     def check(self, past: Tensor, grid: Grid) -> None:
-        """Raise ``ValueError`` unless ``past`` is ``[B, frames, channels, *grid.shape]`` and the
-        grid divides by ``2**levels`` (once per window batch, not in the solver's loop)."""
-        want = (self.frames, self.channels, *grid.shape)
-        if past.ndim != 5 or tuple(past.shape[1:]) != want:
+        """Raise ``ValueError`` unless the grid has ``dims`` axes, each dividing by
+        ``2**levels``, and ``past`` is ``[B, frames, channels, *grid.shape]`` (once per window
+        batch, not in the solver's loop)."""
+        if grid.ndim != self.dims:
             raise ValueError(
-                "FlowEstimator reads past frames [B, frames, C, ny, nx] = "
+                f"FlowEstimator(dims={self.dims}) was given a {grid.ndim}-D grid of shape "
+                f"{tuple(grid.shape)}: set dims={grid.ndim}"
+            )
+        want = (self.frames, self.channels, *grid.shape)
+        if past.ndim != 3 + self.dims or tuple(past.shape[1:]) != want:
+            axes = "ny, nx" if self.dims == 2 else "nx"
+            raise ValueError(
+                f"FlowEstimator reads past frames [B, frames, C, {axes}] = "
                 f"[B, {', '.join(map(str, want))}], got {list(past.shape)}"
             )
         factor = 2**self.levels
-        if grid.shape[0] % factor or grid.shape[1] % factor:
+        if any(n % factor for n in grid.shape):
             raise ValueError(
                 f"FlowEstimator with levels={self.levels} needs ny and nx divisible by {factor}, "
                 f"got grid shape {tuple(grid.shape)}"
             )
 
     def observe(self, past: Tensor, grid: Grid | None) -> None:
-        """Estimate the flow from ``past``: ``[B, frames, C, ny, nx]`` (oldest first) on ``grid``,
+        """Estimate the flow from ``past``: ``[B, frames, C, *grid]`` (oldest first) on ``grid``,
         and hold it, with its regularisation, until the next call.
 
         Raises:
@@ -134,22 +149,22 @@ class FlowEstimator(nn.Module):
         if grid is None:
             raise ValueError("FlowEstimator needs the data's grid (geometry, mask, spacing)")
         self.check(past, grid)
-        active = grid.active > 0.5  # [ny, nx]
-        cells = active.sum()
+        active = grid.active > 0.5  # [*grid]
+        cells, axes = active.sum(), (1, *range(3, 3 + self.dims))  # frames and grid axes
         x = torch.where(active, past, 0.0)
-        mean = x.sum((1, 3, 4), keepdim=True) / (cells * self.frames)  # [B, 1, C, 1, 1]
-        var = torch.where(active, past - mean, 0.0).square().sum((1, 3, 4), keepdim=True)
+        mean = x.sum(axes, keepdim=True) / (cells * self.frames)  # [B, 1, C, 1(, 1)]
+        var = torch.where(active, past - mean, 0.0).square().sum(axes, keepdim=True)
         z = torch.where(
             active, (past - mean) / (var / (cells * self.frames)).sqrt().clamp_min(1e-12), 0.0
         )
-        out = self.net(z.flatten(1, 2), tuple(grid.periodic))  # [B, k C, ny, nx] -> [B, 2, ...]
+        out = self.net(z.flatten(1, 2), tuple(grid.periodic))  # [B, k C, *grid] -> [B, dims, ...]
         out = torch.where(active, out * self.speed, 0.0)
-        u, v = out[:, :1], out[:, 1:]  # [B, 1, ny, nx] each
-        self._flow = (u, v)
-        self._penalty = flow_regularisation(u, v, grid, speed=self.speed, **self.weights)
+        self._flow = tuple(out.split(1, dim=1))  # (u[, v]), [B, 1, *grid] each
+        self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        """The flow estimated by the last :meth:`observe`, ``([B, 1, ny, nx], [B, 1, ny, nx])``."""
+    def forward(self) -> tuple[Tensor, ...]:
+        """The flow estimated by the last :meth:`observe`, ``(u, v)`` (``(u,)`` in 1-D),
+        ``[B, 1, *grid]`` each."""
         if self._flow is None:
             raise ValueError(
                 "FlowEstimator has not seen any past frames: call observe(past, grid) first "

@@ -1,4 +1,4 @@
-"""Small residual convolutional correction for fields ``[..., C, ny, nx]``."""
+"""Small residual convolutional correction for fields ``[..., C, *grid]`` (1-D or 2-D)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from hybrid.models.activations import activation as make_activation
-from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, position_channels, zero_init
+from hybrid.models.conv import GridConv, apply_on_field, geometry_of, position_channels, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
 
@@ -14,10 +14,10 @@ from hybrid.physics.grid import Grid
 class ResidualBlock(nn.Module):
     """``h + conv(σ(conv(σ(h))))`` with geometry-following padding."""
 
-    def __init__(self, hidden: int, periodic: tuple[bool, bool], activation: str = "gelu") -> None:
+    def __init__(self, hidden: int, periodic: tuple[bool, ...], activation: str = "gelu") -> None:
         super().__init__()
-        self.conv1 = GridConv2d(hidden, hidden, periodic)
-        self.conv2 = GridConv2d(hidden, hidden, periodic)
+        self.conv1 = GridConv(hidden, hidden, periodic)
+        self.conv2 = GridConv(hidden, hidden, periodic)
         self.act = make_activation(activation)
 
     def forward(self, h: Tensor) -> Tensor:
@@ -29,7 +29,8 @@ class ResNet(nn.Module):
 
     Lift (3x3, ``C -> hidden``), ``blocks`` residual blocks, projection (3x3, ``hidden -> C``,
     zero-initialised so that an untrained hybrid equals its prior). Padding follows the grid:
-    circular on periodic axes, zeros at walls. ``t`` is unused.
+    circular on periodic axes, zeros at walls. On a 1-D grid every convolution is 1-D (width 3).
+    ``t`` is unused.
 
     Args:
         channels: number of state channels ``C``.
@@ -64,23 +65,23 @@ class ResNet(nn.Module):
         if coords and grid is None:
             raise ValueError("coords=True needs the grid (its shape and periodic axes)")
         positions = position_channels(grid.shape, self.periodic) if coords else None
-        self.register_buffer("positions", positions, persistent=False)  # [P, ny, nx]
-        self.scaler = ChannelScaler(channels, -3)
+        self.register_buffer("positions", positions, persistent=False)  # [P, *grid]
+        self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
         n_extra = 0 if positions is None else positions.shape[0]
-        self.lift = GridConv2d(channels + n_extra, hidden, self.periodic)
+        self.lift = GridConv(channels + n_extra, hidden, self.periodic)
         self.act = make_activation(activation)
         self.blocks = nn.Sequential(
             *(ResidualBlock(hidden, self.periodic, activation) for _ in range(blocks))
         )
-        self.head = GridConv2d(hidden, channels, self.periodic)
+        self.head = GridConv(hidden, channels, self.periodic)
         zero_init(self.head)
 
     def body(self, z: Tensor) -> Tensor:
-        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        """``z: [N, C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""
         if self.positions is not None:
-            z = torch.cat([z, self.positions.to(z).expand(z.shape[0], -1, -1, -1)], dim=1)
+            z = torch.cat([z, self.positions.to(z).expand(z.shape[0], *self.positions.shape)], 1)
         return self.head(self.act(self.blocks(self.lift(z))))
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        """``y: [..., C, *grid]`` -> ``dy/dt`` of the same shape."""
         return apply_on_field(self.body, self.scaler, self.active, y)

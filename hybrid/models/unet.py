@@ -1,4 +1,4 @@
-"""Small U-Net correction for larger fields ``[..., C, ny, nx]``."""
+"""Small U-Net correction for larger fields ``[..., C, *grid]`` (1-D or 2-D)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybrid.models.activations import activation as make_activation
-from hybrid.models.conv import GridConv2d, apply_on_field, geometry_of, zero_init
+from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.physics.grid import Grid
 
@@ -19,13 +19,13 @@ class ConvBlock(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        periodic: tuple[bool, bool],
+        periodic: tuple[bool, ...],
         activation: str = "gelu",
     ) -> None:
         super().__init__()
         self.act = make_activation(activation)
-        self.conv1 = GridConv2d(in_channels, out_channels, periodic)
-        self.conv2 = GridConv2d(out_channels, out_channels, periodic)
+        self.conv1 = GridConv(in_channels, out_channels, periodic)
+        self.conv2 = GridConv(out_channels, out_channels, periodic)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.conv2(self.act(self.conv1(x))))
@@ -34,7 +34,8 @@ class ConvBlock(nn.Module):
 class UNet(nn.Module):
     """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)``, a U-Net.
 
-    Level ``l`` has ``hidden * 2**l`` channels. Down: conv block, then 2x2 average pooling.
+    Level ``l`` has ``hidden * 2**l`` channels. Down: conv block, then 2x2 average pooling (2 on
+    a 1-D grid, whose convolutions are 1-D).
     Up: nearest upsampling (which, unlike bilinear, commutes with periodic shifts by multiples of
     ``2**levels``), concatenation with the skip, conv block. The last 3x3 conv is zero-initialised,
     so an untrained hybrid equals its prior. Padding follows the grid: circular on periodic axes,
@@ -43,7 +44,7 @@ class UNet(nn.Module):
     Args:
         channels: number of state channels ``C``.
         hidden: width of the finest level.
-        levels: number of poolings; ``ny`` and ``nx`` must be divisible by ``2**levels``.
+        levels: number of poolings; every grid axis must divide by ``2**levels``.
         grid: geometry giving the periodic axes and the ``active`` mask (inactive cells are
             read as 0 and get a zero tendency); default fully periodic and unmasked.
         activation: ``"gelu"`` (default), ``"silu"``, ``"tanh"`` or ``"relu"`` (which can die:
@@ -69,7 +70,7 @@ class UNet(nn.Module):
         # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
         # land mask back from the state dict (hybrid.train.HybridModule).
         self.register_buffer("active", active)
-        self.scaler = ChannelScaler(channels, -3)
+        self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
         widths = [hidden * 2**level for level in range(levels + 1)]
         p, w_in = self.periodic, [channels] + widths[:-1]
         self.down = nn.ModuleList(
@@ -79,24 +80,26 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             ConvBlock(a + b, b, p, activation) for a, b in zip(coarse, fine, strict=True)
         )
-        self.head = GridConv2d(hidden, channels, p)
+        self.head = GridConv(hidden, channels, p)
         zero_init(self.head)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         factor = 2**self.levels
-        if shape[0] % factor or shape[1] % factor:
+        if any(n % factor for n in shape):
+            axes = "(ny, nx)" if len(shape) == 2 else "(nx,)"
             raise ValueError(
                 f"UNet with levels={self.levels} needs ny and nx divisible by {factor}, "
-                f"got grid shape (ny, nx) = {tuple(shape)}"
+                f"got grid shape {axes} = {tuple(shape)}"
             )
 
     def body(self, z: Tensor) -> Tensor:
-        """``z: [N, C, ny, nx]`` (normalised, masked) -> ``[N, C, ny, nx]``."""
+        """``z: [N, C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""
         skips = []
         h = z
+        pool = F.avg_pool1d if len(self.periodic) == 1 else F.avg_pool2d
         for level, block in enumerate(self.down):
             if level > 0:
-                h = F.avg_pool2d(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2]
+                h = pool(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2] (or [N, w, nx'/2])
             h = block(h)
             skips.append(h)
         for block, skip in zip(self.up, skips[-2::-1], strict=True):
@@ -105,7 +108,7 @@ class UNet(nn.Module):
         return self.head(h)
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
-        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        """``y: [..., C, *grid]`` -> ``dy/dt`` of the same shape."""
         if self.shape is None:  # no grid to check in __init__: a check on two ints, every call
-            self._check_shape(y.shape[-2:])
+            self._check_shape(y.shape[-len(self.periodic) :])
         return apply_on_field(self.body, self.scaler, self.active, y)

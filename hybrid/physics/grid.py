@@ -1,8 +1,13 @@
-"""Finite-volume geometry of a 2-D grid: a box in metres or a regular lat-lon grid on the sphere.
+"""Finite-volume geometry of a 1-D or 2-D grid: a line or box in metres, a longitude circle or a
+regular lat-lon grid on the sphere.
 
-Every field lives at cell centres with the grid on its last two axes ``[..., ny, nx]``
-(axis -2 is ``y``/latitude, axis -1 is ``x``/longitude). A ``Grid`` stores, as buffers, what the
-flux-form operators in :mod:`hybrid.physics.operators` need:
+Every field lives at cell centres with the grid on its last axes: ``[..., ny, nx]`` in 2-D
+(axis -2 is ``y``/latitude, axis -1 is ``x``/longitude), ``[..., nx]`` in 1-D (``x`` or
+longitude; a time x longitude Hovmöller is a 1-D periodic grid). ``Grid.ndim`` is the rank;
+vector components come eastward first (``(u,)`` in 1-D, ``(u, v)`` in 2-D), component ``k``
+along tensor axis ``-1 - k``. A ``Grid`` stores, as buffers of the grid's shape, what the
+flux-form operators in :mod:`hybrid.physics.operators` need (a 1-D grid has only the ``east``
+ones, with unit face length: fluxes per unit cross-section):
 
 * ``area`` ``[ny, nx]``: cell areas (m²);
 * ``dx_east`` / ``dy_north`` ``[ny, nx]``: signed distance from a centre to the next centre along
@@ -52,12 +57,12 @@ def _step(c: np.ndarray) -> float:
     return float(c[-1] - c[0]) / (c.size - 1)
 
 
-def _active_mask(active: ArrayLike | None, shape: tuple[int, int]) -> np.ndarray:
+def _active_mask(active: ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray:
     if active is None:
         return np.ones(shape, dtype=bool)
     a = np.asarray(active)
     if a.shape != shape:
-        raise ValueError(f"mask `active` must have the grid shape {shape} (ny, nx), got {a.shape}")
+        raise ValueError(f"mask `active` must have the grid shape {shape}, got {a.shape}")
     if a.dtype != bool:
         raise ValueError(f"mask `active` must be boolean (True on active cells), got {a.dtype}")
     if not a.any():
@@ -69,68 +74,94 @@ def _open_faces(active: np.ndarray, axis: int, periodic: bool) -> np.ndarray:
     """1 where the face between a cell and its +index neighbour along ``axis`` is open."""
     open_ = active & np.roll(active, -1, axis=axis)
     if not periodic:  # the face from the last cell back to the first is a wall
-        index = [slice(None)] * 2
+        index = [slice(None)] * active.ndim
         index[axis] = -1
         open_[tuple(index)] = False
     return open_
 
 
-# The geometry every factory gives; ``Grid.__init__`` derives the other buffers from it.
+# The geometry every factory gives, per rank; ``Grid.__init__`` derives the other buffers from it.
 GEOMETRY = ("area", "dx_east", "dy_north", "len_east", "len_north", "y_north", "sin_lat", "tan_lat")
+GEOMETRY_1D = ("area", "dx_east", "len_east", "sin_lat")
+# Buffer names per vector component k (eastward first): spacing, face length, open faces, ...
+SPACING, LENGTH, OPEN = (
+    ("dx_east", "dy_north"),
+    ("len_east", "len_north"),
+    ("open_east", "open_north"),
+)
+WEIGHT, LENGTH_OPEN = ("w_east", "w_north"), ("len_open_east", "len_open_north")
 
 
 class Grid(nn.Module):
-    """Geometry buffers of a 2-D finite-volume grid; build it with :meth:`box` or :meth:`latlon`.
+    """Geometry buffers of a 1-D or 2-D finite-volume grid; build it with :meth:`box`,
+    :meth:`regular_box`, :meth:`regular_line` or :meth:`latlon`.
 
     Attributes (besides the buffers listed in the module docstring):
-        periodic: ``(periodic_y, periodic_x)``.
+        periodic: one bool per grid axis, in axis order: ``(periodic_y, periodic_x)`` or
+            ``(periodic_x,)``.
         kind: ``"box"`` or ``"latlon"``.
-        shape: ``(ny, nx)``.
+        shape: ``(ny, nx)`` or ``(nx,)``.
+        ndim: the number of spatial axes, 1 or 2.
         radius: sphere radius (m) of a lat-lon grid, ``inf`` on a box (no metric terms).
     Buffers ``y_north`` (northward distance from the grid's mid-row, m) and ``sin_lat``/``tan_lat``
-    (zero on a box) serve the Coriolis and metric terms.
+    (zero on a box) serve the Coriolis and metric terms (2-D; a 1-D circle keeps ``sin_lat``).
     """
 
     radius: float = math.inf
 
-    def __init__(self, geometry: dict[str, np.ndarray], *, periodic: tuple[bool, bool], kind: str):
+    def __init__(self, geometry: dict[str, np.ndarray], *, periodic: tuple[bool, ...], kind: str):
         super().__init__()
-        self.periodic, self.kind, self._min_spacing = periodic, kind, None
         active = geometry.pop("active")
-        self.shape = tuple(active.shape)
+        if active.ndim not in (1, 2) or len(periodic) != active.ndim:
+            raise ValueError(
+                f"a grid has 1 or 2 axes and one periodic flag per axis, got shape "
+                f"{active.shape} and periodic {tuple(periodic)}"
+            )
+        self.periodic, self.kind, self._min_spacing = tuple(periodic), kind, None
+        self.shape, self.ndim = tuple(active.shape), active.ndim
+        buffers = {**geometry, "active": active}
+        for k in range(self.ndim):  # axis of component k: -1 - k
+            buffers[OPEN[k]] = _open_faces(active, self.ndim - 1 - k, periodic[-1 - k])
         dtype = torch.get_default_dtype()
-        buffers = {
-            **geometry,
-            "active": active,
-            "open_east": _open_faces(active, 1, periodic[1]),
-            "open_north": _open_faces(active, 0, periodic[0]),
-        }
         for name, value in buffers.items():
             self.register_buffer(name, torch.tensor(np.array(value, np.float64), dtype=dtype))
         # Weights of the Laplacian (flux-form: open * face length / centre distance) and 1/area,
         # zero at inactive cells so that their tendency is zero.
-        self.register_buffer("w_east", self.open_east * self.len_east / self.dx_east)
-        self.register_buffer("w_north", self.open_north * self.len_north / self.dy_north)
+        for k in range(self.ndim):
+            spacing, length, open_ = (self.get_buffer(n[k]) for n in (SPACING, LENGTH, OPEN))
+            self.register_buffer(WEIGHT[k], open_ * length / spacing)
+            self.register_buffer(LENGTH_OPEN[k], length * open_)  # uniform flows
         self.register_buffer("inv_area", self.active / self.area)
-        self.register_buffer("len_open_east", self.len_east * self.open_east)  # uniform flows
-        self.register_buffer("len_open_north", self.len_north * self.open_north)
+
+    def faces(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(spacing, weight, length_open)`` of the faces on the ``+index`` side along the
+        axis of component ``k`` (0 eastward, 1 northward), each of the grid's shape."""
+        buffers = self._buffers  # direct: operators call this in the solver's inner loop
+        return buffers[SPACING[k]], buffers[WEIGHT[k]], buffers[LENGTH_OPEN[k]]
+
+    def open(self, k: int) -> Tensor:
+        """1 where the face on the ``+index`` side along component ``k``'s axis is open."""
+        return self._buffers[OPEN[k]]
 
     @classmethod
     def box(
         cls,
         x: ArrayLike,
-        y: ArrayLike,
+        y: ArrayLike | None = None,
         *,
-        periodic: tuple[bool, bool] | bool = True,
+        periodic: tuple[bool, ...] | bool = True,
         active: ArrayLike | None = None,
     ) -> Grid:
-        """A rectangle in metres with cell centres at ``x`` (``[nx]``) and ``y`` (``[ny]``).
+        """A rectangle in metres with cell centres at ``x`` (``[nx]``) and ``y`` (``[ny]``), or,
+        without ``y``, a line of cells centred at ``x``.
 
         Args:
             x, y: evenly spaced, strictly monotonic centre coordinates (m).
-            periodic: ``(periodic_y, periodic_x)`` or one bool for both.
-            active: boolean ``[ny, nx]``, True on active cells (default: all active).
+            periodic: ``(periodic_y, periodic_x)`` (``(periodic_x,)`` on a line) or one bool.
+            active: boolean ``[ny, nx]`` (``[nx]`` on a line), True on active cells (default: all).
         """
+        if y is None:
+            return cls._line(_coordinate(x, "x"), periodic, active)
         xc, yc = _coordinate(x, "x"), _coordinate(y, "y")
         per = (periodic, periodic) if isinstance(periodic, bool) else tuple(periodic)
         ny, nx = yc.size, xc.size
@@ -148,6 +179,31 @@ class Grid(nn.Module):
             "active": _active_mask(active, (ny, nx)),
         }
         return cls(geometry, periodic=per, kind="box")
+
+    @classmethod
+    def _line(cls, xc: np.ndarray, periodic: tuple[bool, ...] | bool, active) -> Grid:
+        """A 1-D box: cells of length ``|dx|``, faces of unit cross-section signed like ``dx``."""
+        per = (periodic,) if isinstance(periodic, bool) else tuple(periodic)
+        if len(per) != 1:
+            raise ValueError(f"a line has one axis: periodic must be one bool, got {per}")
+        dx, ones = _step(xc), np.ones(xc.size)
+        geometry = {
+            "area": ones * abs(dx),
+            "dx_east": ones * dx,
+            "len_east": ones * np.sign(dx),
+            "sin_lat": ones * 0.0,
+            "active": _active_mask(active, (xc.size,)),
+        }
+        return cls(geometry, periodic=per, kind="box")
+
+    @classmethod
+    def regular_line(cls, nx: int, dx: float, *, periodic: bool = True, **kwargs: object) -> Grid:
+        """A line of ``nx`` cells of length ``dx`` (m) starting at the origin."""
+        if dx <= 0:
+            raise ValueError(f"dx must be positive, got dx={dx}")
+        if nx < 2:
+            raise ValueError(f"nx must be at least 2, got nx={nx}")
+        return cls.box(np.arange(nx) * dx, periodic=periodic, **kwargs)
 
     @classmethod
     def regular_box(
@@ -170,30 +226,36 @@ class Grid(nn.Module):
         active: ArrayLike | None = None,
         radius: float = EARTH_RADIUS,
     ) -> Grid:
-        """A regular latitude-longitude grid on a sphere of ``radius`` (m).
+        """A regular latitude-longitude grid on a sphere of ``radius`` (m), or, when ``lat`` is one
+        number, the 1-D circle of longitudes at that latitude (a Hovmöller's grid).
 
         Latitude may ascend or descend; longitude ascends (0..360, -180..180, or across the
         dateline). The grid is periodic in longitude when the longitudes close the circle.
         Cells centred on a pole are degenerate (zero zonal width): they are made inactive, with a
-        warning. Cell areas are exact spherical bands ``R² Δλ |sin φ_{j+½} - sin φ_{j-½}|``.
+        warning. Cell areas are exact spherical bands ``R² Δλ |sin φ_{j+½} - sin φ_{j-½}|``; on a
+        circle a cell's "area" is its length ``R cos φ Δλ``.
 
         Args:
-            lat: ``[ny]`` cell-centre latitudes in degrees.
+            lat: ``[ny]`` cell-centre latitudes in degrees, or a scalar: a circle.
             lon: ``[nx]`` cell-centre longitudes in degrees.
-            active: boolean ``[ny, nx]``, True on active cells.
+            active: boolean ``[ny, nx]`` (``[nx]`` on a circle), True on active cells.
             radius: sphere radius in metres.
         """
         if radius <= 0:
             raise ValueError(f"radius must be positive, got {radius}")
-        latc, lonc = _coordinate(lat, "lat"), _coordinate(lon, "lon", unwrap_degrees=True)
-        if np.abs(latc).max() > 90:
-            raise ValueError(f"lat must lie in [-90, 90], got {latc.min()}..{latc.max()}")
+        lonc = _coordinate(lon, "lon", unwrap_degrees=True)
         if lonc[1] < lonc[0]:
             raise ValueError("lon must ascend (east-ward); reverse it before building the grid")
-        dlam, dphi = np.deg2rad(_step(lonc)), np.deg2rad(_step(latc))
+        dlam = np.deg2rad(_step(lonc))
         periodic_x = bool(abs(lonc.size * dlam - 2 * math.pi) < 1e-6 * 2 * math.pi)
         if lonc.size * dlam > 2 * math.pi * (1 + 1e-6):
             raise ValueError(f"lon spans more than 360 degrees ({lonc.size} x {np.rad2deg(dlam)})")
+        if np.ndim(lat) == 0:
+            return cls._circle(float(lat), lonc.size, dlam, periodic_x, active, radius)
+        latc = _coordinate(lat, "lat")
+        if np.abs(latc).max() > 90:
+            raise ValueError(f"lat must lie in [-90, 90], got {latc.min()}..{latc.max()}")
+        dphi = np.deg2rad(_step(latc))
         phi = np.deg2rad(latc)
         pole = np.isclose(np.abs(latc), 90.0)
         if pole.any():
@@ -219,6 +281,23 @@ class Grid(nn.Module):
         grid.radius = float(radius)
         return grid
 
+    @classmethod
+    def _circle(cls, lat: float, nx: int, dlam: float, periodic: bool, active, radius: float):
+        """The longitudes at latitude ``lat`` (degrees): cells of length ``R cos φ Δλ``."""
+        if not (math.isfinite(lat) and abs(lat) < 90):
+            raise ValueError(f"a longitude circle needs a latitude in (-90, 90), got {lat}")
+        phi, ones = math.radians(lat), np.ones(nx)
+        geometry = {
+            "area": ones * radius * math.cos(phi) * dlam,
+            "dx_east": ones * radius * math.cos(phi) * dlam,
+            "len_east": ones,
+            "sin_lat": ones * math.sin(phi),
+            "active": _active_mask(active, (nx,)),
+        }
+        grid = cls(geometry, periodic=(periodic,), kind="latlon")
+        grid.radius = float(radius)
+        return grid
+
     def description(self) -> dict:
         """What a checkpoint needs to rebuild this grid before loading its buffers: plain data
         (``kind``, ``shape``, ``periodic``, ``radius``), no tensors."""
@@ -234,7 +313,7 @@ class Grid(nn.Module):
         """A grid of the described shape and kind whose geometry is a placeholder (unit cells,
         all active) until ``load_state_dict`` brings the real buffers from a checkpoint."""
         shape = tuple(description["shape"])
-        geometry = {name: np.ones(shape) for name in GEOMETRY}
+        geometry = {name: np.ones(shape) for name in (GEOMETRY_1D if len(shape) == 1 else GEOMETRY)}
         geometry["active"] = np.ones(shape, bool)
         grid = cls(geometry, periodic=tuple(description["periodic"]), kind=description["kind"])
         if description.get("radius") is not None:
@@ -253,12 +332,12 @@ class Grid(nn.Module):
         """
         if self._min_spacing is None:
             act = self.active.bool()
-            spacing = torch.minimum(self.dx_east.abs()[act].min(), self.dy_north.abs()[act].min())
-            self._min_spacing = float(spacing)
+            spacing = min(float(self.faces(k)[0].abs()[act].min()) for k in range(self.ndim))
+            self._min_spacing = spacing
         return self._min_spacing
 
     def area_weights(self) -> Tensor:
-        """Cell areas of active cells normalised to sum to 1, ``[ny, nx]``."""
+        """Cell areas (lengths in 1-D) of active cells normalised to sum to 1, the grid's shape."""
         a = self.area * self.active
         return a / a.sum()
 

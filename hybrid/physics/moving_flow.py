@@ -54,6 +54,8 @@ class MovingFlowTracer(nn.Module):
         super().__init__()
         if not max_speed > 0:
             raise ValueError(f"max_speed must be positive (m/s), got {max_speed}")
+        if grid.ndim != 2:
+            raise ValueError(f"MovingFlowTracer needs a 2-D grid, got shape {grid.shape}")
         fluxes = {
             "centred": operators.advective_flux_centred,
             "upwind": operators.advective_flux_upwind,

@@ -80,7 +80,7 @@ class ShallowWater(nn.Module):
             :class:`FPlane`, :class:`BetaPlane` or :class:`SphereCoriolis`; None for no rotation.
 
     Raises:
-        ValueError: if ``g`` or ``H`` is not positive, or ``r`` is negative.
+        ValueError: if ``g`` or ``H`` is not positive, ``r`` is negative, or the grid is 1-D.
     """
 
     state_names = ("eta", "u", "v")
@@ -96,6 +96,8 @@ class ShallowWater(nn.Module):
         super().__init__()
         if not r >= 0:
             raise ValueError(f"r must be non-negative, got {r}")
+        if grid.ndim != 2:
+            raise ValueError(f"ShallowWater needs a 2-D grid, got shape {grid.shape}")
         self.grid, self.coriolis = grid, coriolis
         self.log_g, self.log_H = log_parameter(g, "g"), log_parameter(H, "H")
         register_scaled(self, "r", r, DRAG)
