@@ -1,4 +1,6 @@
-"""Gray-Scott reaction-diffusion: ∂u/∂t = D_u Δu − u v² + F (1 − u),  ∂v/∂t = D_v Δv + u v² − (F + k) v.
+"""Gray-Scott reaction-diffusion:
+
+``∂u/∂t = D_u Δu − u v² + F (1 − u)``,  ``∂v/∂t = D_v Δv + u v² − (F + k) v``.
 
 LEADS's benchmark: D_u = 0.2097, D_v = 0.105, environments of (F, k) in {(0.037, 0.060),
 (0.030, 0.062), (0.039, 0.058)}, a 32² periodic grid of unit spacing, and the reference code's
@@ -67,4 +69,3 @@ class GrayScott(nn.Module):
         """``2.5 dx² / (4 max(D))``: the 9-point Laplacian's largest eigenvalue is ``4/dx²``."""
         d = float(torch.maximum(self.D_u.max(), self.D_v.max()).detach())
         return RK4_REAL_LIMIT * self.dx**2 / (4 * d)
-
