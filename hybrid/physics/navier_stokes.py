@@ -3,7 +3,7 @@
 ``∂w/∂t = −u·∇w + ν Δw + f``,  ``u = (∂ψ/∂y, −∂ψ/∂x)``,  ``−Δψ = w``.
 
 LEADS's benchmark (after Li et al.'s FNO data): ν = 1e-3 on 32², four forcings
-``f = 0.1 (sin 2π(x + y) + cos 2π(k₁x + k₂y))`` (:func:`leads_forcing`). The nonlinear term is
+``f = 0.1 (sin 2π(a·X) + cos 2π(b·X))`` (:func:`leads_forcing`). The nonlinear term is
 dealiased by the 2/3 rule. Unforced, a vorticity made of modes of one wavenumber ``|k|`` has no
 nonlinear term and decays as ``exp(−ν 4π²|k|² t)`` (:func:`single_shell_decay`).
 """
@@ -24,11 +24,14 @@ def wavenumbers(n: int) -> tuple[Tensor, Tensor]:
     return k[:, None].expand(n, n), k[None, :].expand(n, n)
 
 
-def leads_forcing(n: int, kx: int, ky: int) -> Tensor:
-    """``0.1 (sin 2π(x + y) + cos 2π(kx x + ky y))`` on the ``n x n`` grid of ``[0, 1)²``."""
+def leads_forcing(n: int, sin_k: tuple[int, int], cos_k: tuple[int, int]) -> Tensor:
+    """``0.1 (sin 2π(a·X) + cos 2π(b·X))`` on the ``n x n`` grid of ``[0, 1)²``, with
+    ``X = (X₀, X₁)`` the coordinates along axes 0 and 1 (LEADS's ``meshgrid``), ``a = sin_k``,
+    ``b = cos_k``: ``[n, n]``."""
     x = torch.arange(n, dtype=torch.float64) / n
-    xx, yy = x[None, :], x[:, None]
-    return 0.1 * (torch.sin(2 * math.pi * (xx + yy)) + torch.cos(2 * math.pi * (kx * xx + ky * yy)))
+    x0, x1 = x[:, None], x[None, :]
+    phase = [2 * math.pi * (k[0] * x0 + k[1] * x1) for k in (sin_k, cos_k)]
+    return 0.1 * (torch.sin(phase[0]) + torch.cos(phase[1]))
 
 
 class NavierStokes(nn.Module):

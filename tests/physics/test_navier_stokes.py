@@ -34,7 +34,7 @@ def test_nonlinear_term_by_hand(float64):
     n, nu = 32, 1e-3
     x, y = _xy(n)
     w = torch.sin(2 * math.pi * x) + torch.sin(4 * math.pi * y)
-    f = leads_forcing(n, 1, 2)
+    f = leads_forcing(n, (1, 1), (1, 2))
     prior = NavierStokes(forcing=f, nu=nu).double()
     lap_w = -4 * math.pi**2 * (torch.sin(2 * math.pi * x) + 4 * torch.sin(4 * math.pi * y))
     expected = 1.5 * torch.cos(2 * math.pi * x) * torch.cos(4 * math.pi * y) + nu * lap_w + f

@@ -1,0 +1,73 @@
+"""Data with an ``environment`` dim: simulation, the environment-major layout, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import xarray as xr
+
+from hybrid.data.environments import EnvironmentDataModule, simulate_environments
+from hybrid.data.io import write_netcdf
+from hybrid.data.protocols import LV_ENVIRONMENTS, build
+from hybrid.physics.lotka_volterra import lotka_volterra_invariant
+
+
+@pytest.fixture(scope="module")
+def lv_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lv")
+    spec = build("lotka_volterra")
+    paths = []
+    for split, n in (("train", 2), ("test", 3)):
+        ds = simulate_environments(spec, split, n_samples=n)
+        paths.append(str(write_netcdf(ds, root / f"lv_{split}.nc")))
+    return paths
+
+
+def test_file_has_environments_and_true_parameters(lv_files):
+    ds = xr.open_dataset(lv_files[0])
+    assert dict(ds.sizes) == {"environment": 10, "sample": 2, "time": 20}
+    assert ds["true_alpha"].values.tolist() == [a for a, _ in LV_ENVIRONMENTS]
+    assert ds["true_gamma"].values.tolist() == [g for _, g in LV_ENVIRONMENTS]
+    for e, (a, g) in enumerate(LV_ENVIRONMENTS):  # each environment follows its own (α, γ)
+        y = torch.stack([torch.from_numpy(ds[v].values[e]) for v in ("x", "y")], -1).double()
+        v = lotka_volterra_invariant(y, a, 0.5, g, 0.5)  # [N, T]
+        assert float((v - v[:, :1]).abs().max()) < 1e-5  # float32 storage
+    same_start = ds["x"].isel(time=0).values
+    assert (same_start == same_start[:1]).all()  # every environment starts alike
+
+
+def test_batches_are_environment_major(lv_files):
+    dm = EnvironmentDataModule(lv_files[0], ["x", "y"], window=5, batch_size=3, stride=5)
+    dm.setup()
+    t, y = next(iter(dm.train_dataloader()))
+    assert t.shape == (30, 5) and y.shape == (30, 5, 2)
+    assert torch.allclose(t[0], torch.arange(5) * 0.5)
+    full = dm.splits["train"].y  # [E, N, T, C]
+    for e in range(10):
+        for row in y[3 * e : 3 * e + 3]:  # each row of environment e is one of its windows
+            hits = [(full[e, n, s : s + 5] == row).all() for n in range(2) for s in range(16)]
+            assert any(hits)
+    stats = dm.statistics()
+    assert stats["mean"].shape == (2,) and (stats["std"] > 0).all()
+
+
+def test_test_split_is_whole_trajectories(lv_files):
+    dm = EnvironmentDataModule(lv_files[0], ["x", "y"], test_path=lv_files[1], batch_size=3)
+    dm.setup()
+    t, y = next(iter(dm.test_dataloader()))
+    assert y.shape == (30, 20, 2)
+    assert torch.equal(y[3:6], dm.splits["test"].y[1])  # rows 3..5: environment 1
+
+
+def test_environment_subset(lv_files):
+    dm = EnvironmentDataModule(lv_files[0], ["x", "y"], environments=[9])
+    assert dm.n_environments == 1
+    assert dm.true_parameters()["alpha"].tolist() == [1.0]
+    with pytest.raises(ValueError, match=r"environments \[10\] not in"):
+        _ = EnvironmentDataModule(lv_files[0], ["x", "y"], environments=[10]).dataset
+
+
+def test_missing_environment_dim_is_one_clear_error(tmp_path, tiny_nc):
+    train, _ = tiny_nc("pendulum", n=2, n_test=1)
+    with pytest.raises(ValueError, match="has no `environment` dimension"):
+        _ = EnvironmentDataModule(train, ["theta", "omega"]).dataset
