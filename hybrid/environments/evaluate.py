@@ -36,13 +36,12 @@ def restore(
     if not Path(ckpt_path).exists():
         raise ValueError(f"{ckpt_path}: no such checkpoint")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    settings = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    if "path" not in settings:
+    if "path" not in (ckpt.get("datamodule_hyper_parameters") or {}):
         raise ValueError(f"{ckpt_path}: no data settings (not a `hybrid environments fit` run)")
-    if data_path:
-        settings["test_path"] = data_path
+    overrides = {"test_path": data_path} if data_path else {}
+    dm = EnvironmentDataModule.load_from_checkpoint(ckpt_path, map_location="cpu", **overrides)
     model = EnvironmentModule.load_from_checkpoint(ckpt_path, map_location="cpu")
-    return model.eval(), EnvironmentDataModule(**settings)
+    return model.eval(), dm
 
 
 def evaluate_environments(ckpt_path: str | Path, data_path: str | None = None) -> dict:

@@ -12,14 +12,16 @@ from hybrid.environments.objectives import EnvironmentFit, Leads
 from hybrid.objectives import correction_sq
 from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters
-from hybrid.train import HybridModule, Part
+from hybrid.train import HybridModule
 
 
 class EnvironmentModule(HybridModule):
     """``dy/dt = F_p(y; θ, θ_e) + f(y) + g_e(y)`` over environment-major batches
     ``[E*b, W, C, *grid]`` (:mod:`hybrid.data.environments`).
 
-    The parts are those of :class:`HybridModule`, made environment-aware by wrapping:
+    The parts are those of :class:`HybridModule` (as modules: jsonargparse fills the first
+    argument of a class awaiting a grid, which here is the wrapped module), made
+    environment-aware by wrapping:
     ``physics`` a prior (shared) or :class:`~hybrid.environments.PerEnvironment`; ``correction``
     an :class:`~hybrid.environments.EnvironmentCorrection` of a shared and a per-environment
     network. The objective's penalty (:mod:`hybrid.environments.objectives`) replaces APHYNITY's
@@ -38,8 +40,8 @@ class EnvironmentModule(HybridModule):
 
     def __init__(
         self,
-        physics: Part = None,
-        correction: Part = None,
+        physics: nn.Module | None = None,
+        correction: nn.Module | None = None,
         objective: EnvironmentFit | None = None,
         *,
         n_environments: int,
