@@ -28,10 +28,11 @@ def lv_files(tmp_path_factory):
     ]
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.name.startswith("lv_")], ids=str)
-def test_lv_configs_build(config, lv_files):
-    cli = environments_main(["--config", str(config), "--data.path", lv_files[0]], run=False)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_every_config_builds(config):
+    cli = environments_main(["--config", str(config)], run=False)  # the data are read on fit
     assert cli.model.field is not None
+    assert cli.datamodule.path.startswith("data/generated/leads/")
 
 
 def test_fit_then_evaluate_per_environment(lv_files, tmp_path):

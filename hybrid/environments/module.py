@@ -114,7 +114,8 @@ class EnvironmentModule(HybridModule):
         penalty = self.objective.penalty(self.field, y, w, self.tendency_std)
         if self.correction is None:
             return penalty, y.new_zeros(())
-        return penalty, correction_sq(self.correction(None, y), y, w, self.tendency_std, "l2")
+        with torch.no_grad():  # reported only
+            return penalty, correction_sq(self.correction(None, y), y, w, self.tendency_std, "l2")
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
