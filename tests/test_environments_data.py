@@ -71,3 +71,36 @@ def test_missing_environment_dim_is_one_clear_error(tmp_path, tiny_nc):
     train, _ = tiny_nc("pendulum", n=2, n_test=1)
     with pytest.raises(ValueError, match="has no `environment` dimension"):
         _ = EnvironmentDataModule(train, ["theta", "omega"]).dataset
+
+
+def _short(name: str, frames: int):
+    spec = build(name)
+    spec.environments[0].n_times = {"train": frames, "test": frames}
+    return spec
+
+
+def test_gray_scott_protocol():
+    ds = simulate_environments(_short("gray_scott", 2), "train")
+    assert dict(ds.sizes) == {"environment": 3, "sample": 1, "time": 2, "y": 32, "x": 32}
+    assert ds["true_F"].values == pytest.approx([0.037, 0.030, 0.039], rel=1e-12)
+    u0 = ds["u"].isel(time=0, sample=0).values
+    assert set(u0[0].ravel().astype(float).round(2).tolist()) <= {0.0, 0.95}
+    assert (u0[:, :, :] == u0[:1]).all()  # one start for every environment
+    assert ((u0[0] == 0).sum()) >= 9  # at least one 3x3 block (blocks may overlap)
+    later = ds["v"].isel(time=1).values  # [E, 1, 32, 32]: the environments differ by then
+    assert abs(later[0] - later[1]).max() > 1e-3
+
+
+def test_pendulum_environments_protocol():
+    ds = simulate_environments(build("pendulum_environments"), "test", n_samples=2)
+    assert dict(ds.sizes) == {"environment": 4, "sample": 2, "time": 40}
+    assert ds["true_alpha"].values == pytest.approx([0.2, 0.2, 0.1, 0.3], rel=1e-12)
+
+
+@pytest.mark.slow
+def test_navier_stokes_protocol():
+    ds = simulate_environments(_short("navier_stokes", 3), "train", n_samples=1)
+    assert dict(ds.sizes) == {"environment": 4, "sample": 1, "time": 3, "y": 32, "x": 32}
+    w = ds["w"].values  # [E, 1, T, 32, 32]
+    assert abs(w.mean((-2, -1))).max() < 1e-4  # the forcings have zero mean: so does w
+    assert abs(w[0, 0, 2] - w[3, 0, 2]).max() > 1e-3  # forcings differ
