@@ -142,7 +142,7 @@ def adapt_table(rows: list[dict]) -> str:
 
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["lv"], choices=sorted(PROTOCOL))
+    parser.add_argument("--datasets", nargs="*", default=["lv"], choices=sorted(PROTOCOL))
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--epochs", type=int, help="override every config's max_epochs")
     parser.add_argument("--adapt", action="store_true", help="also adapt to LV environment 9")
