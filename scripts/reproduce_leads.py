@@ -5,9 +5,9 @@ For each dataset the script simulates the protocol (``hybrid simulate``'s, into
 ``data/generated/leads/``) if missing, trains each method (``hybrid environments fit``), scores
 whole test trajectories per environment (``hybrid evaluate-environments``: LEADS's test MSE) and
 prints one table: test MSE, its spread over environments, wall time, and LEADS's published figure
-(its README) beside it. With ``--adapt`` it also trains LEADS and CoDA on environments 0-8 of
-Lotka-Volterra and fits the held-out environment 9 from its one trajectory, the shared part
-frozen, and reports its test MSE against the in-distribution environments', and both wall times.
+(its README) beside it. With ``--adapt`` it also trains LEADS, CoDA and LEADS with the LV prior
+on environments 0-8 of Lotka-Volterra and fits the held-out environment 9 from its one
+trajectory, the shared part frozen, and reports its test MSE against the in-distribution environments', and both wall times.
 
     python scripts/reproduce_leads.py --datasets lv --output runs/leads            # LV, 4 methods
     python scripts/reproduce_leads.py --datasets lv --methods leads --adapt --epochs 300
@@ -94,6 +94,8 @@ def adapt(method: str, epochs: list[str], adapt_epochs: list[str], out: Path) ->
         "--data.environments", "[0,1,2,3,4,5,6,7,8]", "--model.n_environments", "9",
         "--model.correction.init_args.specific.init_args.n_environments", "9",
     ]  # fmt: skip
+    if method.startswith("physics"):
+        nine += ["--model.physics.init_args.n_environments", "9"]
     ckpt, wall = fit(f"configs/leads/lv_{method}.yaml", out / f"lv_{method}_0-8", epochs + nine)
     trained = score(ckpt)
     config = f"configs/leads/lv_adapt_{method}.yaml"
@@ -160,7 +162,7 @@ def main_cli() -> None:
         adapted = [
             adapt(m, epochs, adapt_epochs, args.output)
             for m in args.methods
-            if m in ("leads", "coda")
+            if m in ("leads", "coda", "physics_leads")
         ]
     report = table(rows) + ("\n\n" + adapt_table(adapted) if adapted else "")
     print(report)
