@@ -7,7 +7,8 @@ whole test trajectories per environment (``hybrid evaluate-environments``: LEADS
 prints one table: test MSE, its spread over environments, wall time, and LEADS's published figure
 (its README) beside it. With ``--adapt`` it also trains LEADS, CoDA and LEADS with the LV prior
 on environments 0-8 of Lotka-Volterra and fits the held-out environment 9 from its one
-trajectory, the shared part frozen, and reports its test MSE against the in-distribution environments', and both wall times.
+trajectory, the shared part frozen, and reports its test MSE against the in-distribution
+environments', and both wall times.
 
     python scripts/reproduce_leads.py --datasets lv --output runs/leads            # LV, 4 methods
     python scripts/reproduce_leads.py --datasets lv --methods leads --adapt --epochs 300
