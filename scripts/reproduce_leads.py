@@ -103,12 +103,13 @@ def adapt(method: str, epochs: list[str], adapt_epochs: list[str], out: Path) ->
     new, adapt_wall = fit(
         config, out / f"lv_{method}_adapt_9", adapt_epochs + ["--model.adapt_from", str(ckpt)]
     )
-    held_out = score(new)["mse"]
+    held_out = score(new)
     return {
+        "held_out_parameter_error": held_out["parameter_error"],
         "method": method,
         "in_distribution_mse": trained["mse"],
-        "held_out_mse": held_out,
-        "ratio": held_out / trained["mse"],
+        "held_out_mse": held_out["mse"],
+        "ratio": held_out["mse"] / trained["mse"],
         "train_wall_s": wall,
         "adapt_wall_s": adapt_wall,
     }
