@@ -151,3 +151,44 @@ def test_checkpoint_loads_with_weights_only_and_scores_each_environment(lv_files
     with torch.no_grad():
         pred = model(y.flatten(0, 1)[:, 0], t).unflatten(0, (10, 2))
     assert torch.allclose(per_env.float(), (pred - y).square().mean((1, 2, 3)), rtol=1e-5)
+
+
+def _physics_leads(n: int, adapt_from: str | None = None) -> EnvironmentModule:
+    prior = LotkaVolterra(alpha=0.6, beta=0.6, gamma=0.6, delta=0.6)
+    g = Independent(MLP(2, hidden=16, depth=3, activation="silu"), n)
+    return EnvironmentModule(
+        PerEnvironment(prior, n, ["alpha", "gamma"]),
+        EnvironmentCorrection(None, g),
+        Leads(weight=1.0),
+        n_environments=n,
+        adapt_from=adapt_from,
+        physics_lr=0.05,
+    )
+
+
+@pytest.mark.slow
+def test_physics_adaptation_within_twice_the_training_error(lv_files, tmp_path):
+    """Train the prior + g_e on environments 0-8, adapt to 9 from its one trajectory: its test
+    MSE within 2x of the others', (α, γ) within 2 %, in a fraction of the training steps."""
+    torch.manual_seed(0)
+    seen = EnvironmentDataModule(
+        lv_files[0], ["x", "y"], window=5, batch_size=16, test_path=lv_files[1],
+        environments=list(range(9)),
+    )  # fmt: skip
+    trainer = _trainer(400, default_root_dir=tmp_path)
+    trained = _physics_leads(9)
+    trainer.fit(trained, seen)
+    trainer.save_checkpoint(tmp_path / "seen.ckpt")
+    new = _physics_leads(1, adapt_from=str(tmp_path / "seen.ckpt"))
+    held_out = EnvironmentDataModule(
+        lv_files[0], ["x", "y"], window=5, batch_size=16, test_path=lv_files[1], environments=[9]
+    )
+    _trainer(400).fit(new, held_out)
+    from hybrid.environments.evaluate import mse_per_environment
+
+    in_distribution = mse_per_environment(trained.eval(), seen).mean()
+    adapted = mse_per_environment(new.eval(), held_out).mean()
+    assert adapted < 2 * in_distribution, (float(adapted), float(in_distribution))
+    got = physical_parameters(new.field)
+    for name, true in (("alpha", 1.0), ("gamma", 1.0)):
+        assert abs(float(got[f"physics.per_environment.{name}"]) - true) < 0.02 * true
