@@ -48,7 +48,8 @@ class NavierStokes(nn.Module):
 
     def __init__(self, forcing: Tensor | None = None, nu: float = 1e-3, size: int = 32) -> None:
         super().__init__()
-        forcing = torch.zeros(size, size) if forcing is None else torch.as_tensor(forcing)
+        dtype = torch.get_default_dtype()
+        forcing = torch.zeros(size, size) if forcing is None else torch.as_tensor(forcing, dtype=dtype)
         n = forcing.shape[-1]
         if forcing.shape != (n, n) or n % 2:
             raise ValueError(f"forcing must be [n, n] with n even, got {tuple(forcing.shape)}")
@@ -56,7 +57,7 @@ class NavierStokes(nn.Module):
         ky, kx = wavenumbers(n)
         lap = 4 * math.pi**2 * (kx.square() + ky.square())  # −Δ in Fourier space
         keep = (kx.abs() <= 2 * (n // 2) / 3) & (ky.abs() <= 2 * (n // 2) / 3)
-        self.register_buffer("forcing", forcing.float())
+        self.register_buffer("forcing", forcing)
         self.register_buffer("kx", 2j * math.pi * kx)  # ∂/∂x
         self.register_buffer("ky", 2j * math.pi * ky)  # ∂/∂y
         self.register_buffer("lap", lap)
