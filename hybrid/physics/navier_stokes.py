@@ -48,8 +48,8 @@ class NavierStokes(nn.Module):
 
     def __init__(self, forcing: Tensor | None = None, nu: float = 1e-3, size: int = 32) -> None:
         super().__init__()
-        dtype = torch.get_default_dtype()
-        forcing = torch.zeros(size, size) if forcing is None else torch.as_tensor(forcing, dtype=dtype)
+        forcing = torch.zeros(size, size) if forcing is None else forcing
+        forcing = torch.as_tensor(forcing, dtype=torch.get_default_dtype())
         n = forcing.shape[-1]
         if forcing.shape != (n, n) or n % 2:
             raise ValueError(f"forcing must be [n, n] with n even, got {tuple(forcing.shape)}")
