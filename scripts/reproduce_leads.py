@@ -144,6 +144,15 @@ def adapt_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _epochs(n: int | None) -> list[str]:
+    """Overrides for ``n`` epochs, validated (and so checkpointed as ``last.ckpt``) at the end."""
+    return (
+        []
+        if n is None
+        else ["--trainer.max_epochs", str(n), "--trainer.check_val_every_n_epoch", str(n)]
+    )
+
+
 def main_cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="*", default=["lv"], choices=sorted(PROTOCOL))
@@ -153,8 +162,7 @@ def main_cli() -> None:
     parser.add_argument("--adapt-epochs", type=int, help="override the adaptation's max_epochs")
     parser.add_argument("--output", type=Path, default=Path("runs/leads"))
     args = parser.parse_args()
-    epochs = ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
-    adapt_epochs = ["--trainer.max_epochs", str(args.adapt_epochs)] if args.adapt_epochs else []
+    epochs, adapt_epochs = _epochs(args.epochs), _epochs(args.adapt_epochs)
     rows, adapted = [], []
     for dataset in args.datasets:
         ensure_data(dataset)
