@@ -30,7 +30,8 @@ def simulate(
     """Simulate a dataset by its protocol to CF NetCDF, with a PNG preview beside it.
 
     Args:
-        dataset: protocol name (``hybrid.data.protocols.DATASETS``: pendulum, advection_diffusion…).
+        dataset: protocol name (``hybrid.data.protocols.DATASETS``: pendulum, advection_diffusion…;
+            ``ENVIRONMENT_DATASETS``: lotka_volterra, gray_scott… with an ``environment`` dim).
         output: NetCDF file to write.
         split: ``train`` or ``test``.
         n_samples: trajectories (default: the protocol's).
@@ -40,12 +41,13 @@ def simulate(
     """
     from hybrid.data.environments import EnvironmentSpec, first_environment, simulate_environments
     from hybrid.data.io import write_netcdf
-    from hybrid.data.protocols import DATASETS, build
+    from hybrid.data.protocols import DATASETS, ENVIRONMENT_DATASETS, build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    if dataset not in {**DATASETS, **ENVIRONMENT_DATASETS}:
+        known = sorted({**DATASETS, **ENVIRONMENT_DATASETS})
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {known}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     output = Path(output)

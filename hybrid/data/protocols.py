@@ -335,7 +335,8 @@ def navier_stokes() -> EnvironmentSpec:
 def pendulum_environments() -> EnvironmentSpec:
     """The damped pendulum under 4 environments of (ω0², α) (a physics-prior case): 4 training
     and 8 test trajectories of 40 frames at 0.5 per environment."""
-    values = [(OMEGA0_SQ, ALPHA), (0.5 * OMEGA0_SQ, ALPHA), (1.5 * OMEGA0_SQ, 0.1), (OMEGA0_SQ, 0.3)]
+    values = [(OMEGA0_SQ, ALPHA), (0.5 * OMEGA0_SQ, ALPHA), (1.5 * OMEGA0_SQ, 0.1)]
+    values += [(OMEGA0_SQ, 0.3)]  # (ω0², α)
     template = dict(
         names=("theta", "omega"),
         units=("rad", "rad s-1"),
@@ -350,14 +351,15 @@ def pendulum_environments() -> EnvironmentSpec:
 
 
 def build(name: str) -> SimulationSpec | EnvironmentSpec:
-    """The protocol ``name`` (a key of :data:`DATASETS`), built in float64 so true parameters
-    are exact."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    """The protocol ``name`` (a key of :data:`DATASETS` or :data:`ENVIRONMENT_DATASETS`), built
+    in float64 so true parameters are exact."""
+    protocols = {**DATASETS, **ENVIRONMENT_DATASETS}
+    if name not in protocols:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(protocols)}")
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return DATASETS[name]()
+        return protocols[name]()
     finally:
         torch.set_default_dtype(old)
 
@@ -370,6 +372,9 @@ DATASETS = {
     "advection_diffusion_decay": advection_diffusion_decay,
     "shallow_water": shallow_water,
     "moving_flow": moving_flow,
+}
+# Protocols of several environments (files with an `environment` dim, hybrid.data.environments).
+ENVIRONMENT_DATASETS = {
     "lotka_volterra": lotka_volterra,
     "gray_scott": gray_scott,
     "navier_stokes": navier_stokes,
