@@ -13,7 +13,7 @@ from hybrid.data.environments import simulate_environments
 from hybrid.data.io import write_netcdf
 from hybrid.data.protocols import build
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "leads").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "leads").glob("*.yml"))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_every_config_builds(config):
 
 
 def test_fit_then_evaluate_per_environment(lv_files, tmp_path):
-    config = str(CONFIGS[0].parent / "lv_leads.yaml")
+    config = str(CONFIGS[0].parent / "lv_leads.yml")
     data = ["--data.path", lv_files[0], "--data.test_path", lv_files[1]]
     main(["environments", "fit", "--config", config, *data, "--trainer.max_epochs", "2",
           "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
@@ -52,7 +52,7 @@ def test_fit_then_evaluate_per_environment(lv_files, tmp_path):
 
 def test_data_without_environments_is_one_clear_error(tiny_nc, tmp_path, capsys):
     train, _ = tiny_nc("pendulum", n=2, n_test=1)
-    config = str(CONFIGS[0].parent / "lv_leads.yaml")
+    config = str(CONFIGS[0].parent / "lv_leads.yml")
     with pytest.raises(SystemExit, match="has no `environment` dimension"):
         main(["environments", "fit", "--config", config, "--data.path", train,
               "--data.variables", "[theta, omega]", "--trainer.max_epochs", "1",
