@@ -30,7 +30,8 @@ def simulate(
     """Simulate a dataset by its protocol to CF NetCDF, with a PNG preview beside it.
 
     Args:
-        dataset: protocol name (``hybrid.data.protocols.DATASETS``: pendulum, advection_diffusion…).
+        dataset: protocol name (``hybrid.data.protocols.DATASETS``: pendulum, advection_diffusion…;
+            ``ENVIRONMENT_DATASETS``: lotka_volterra, gray_scott… with an ``environment`` dim).
         output: NetCDF file to write.
         split: ``train`` or ``test``.
         n_samples: trajectories (default: the protocol's).
@@ -38,23 +39,30 @@ def simulate(
         overwrite: replace an existing output.
         plot: also write ``OUTPUT.png``.
     """
+    from hybrid.data.environments import EnvironmentSpec, first_environment, simulate_environments
     from hybrid.data.io import write_netcdf
-    from hybrid.data.protocols import DATASETS, build
+    from hybrid.data.protocols import DATASETS, ENVIRONMENT_DATASETS, build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
+    if dataset not in {**DATASETS, **ENVIRONMENT_DATASETS}:
+        known = sorted({**DATASETS, **ENVIRONMENT_DATASETS})
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {known}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     output = Path(output)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
-    ds = simulate_dataset(build(dataset), split, seed=seed, n_samples=n_samples)
+    spec = build(dataset)
+    if isinstance(spec, EnvironmentSpec):  # several environments: an `environment` dim
+        ds = simulate_environments(spec, split, seed=seed, n_samples=n_samples)
+    else:
+        ds = simulate_dataset(spec, split, seed=seed, n_samples=n_samples)
     write_netcdf(ds, output, overwrite=overwrite)
     print(f"wrote {output} ({dict(ds.sizes)})")
     if plot:
-        print(f"wrote {plot_dataset(ds, output.with_suffix('.png'))}")
+        first = first_environment(ds) if isinstance(spec, EnvironmentSpec) else ds
+        print(f"wrote {plot_dataset(first, output.with_suffix('.png'))}")
 
 
 def evaluate(
@@ -131,13 +139,39 @@ def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
     print(f"wrote {copy_sample(name, output, overwrite=overwrite)}")
 
 
+def evaluate_environments(
+    *, ckpt_path: Path, output: Path, data_path: str | None = None, overwrite: bool = False
+) -> None:
+    """Score a ``hybrid environments fit`` run per environment (whole test trajectories from
+    their first frame) and write ``OUTPUT`` (JSON): MSE per environment, learned and true
+    physical parameters.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid environments fit`` run.
+        output: JSON file to write.
+        data_path: NetCDF test file with an ``environment`` dim (default: the run's test data).
+        overwrite: replace an existing output.
+    """
+    from hybrid.environments.evaluate import evaluate_environments as run
+    from hybrid.environments.evaluate import write_report
+
+    if Path(output).exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
+    report = run(ckpt_path, data_path)
+    print(f"test MSE {report['mse']:.3e}; per environment:", end=" ")
+    print(" ".join(f"{v:.2e}" for v in report["mse_per_environment"]))
+    print(f"wrote {write_report(report, output)}")
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
     "simulate": simulate,
     "evaluate": evaluate,
     "predict": predict,
     "sample": sample,
+    "evaluate-environments": evaluate_environments,
 }
 LIGHTNING = ("fit", "validate", "test")
+ENVIRONMENTS = "environments"  # `hybrid environments fit|validate|test`: several at once
 
 
 def function_main(name: str, argv: Sequence[str]) -> None:
@@ -157,6 +191,29 @@ def best_checkpoint():
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     return ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
+
+
+def environments_main(argv: Sequence[str], *, run: bool = True):
+    """``hybrid environments fit|validate|test --config configs/leads/X.yml``: LightningCLI on
+    :class:`~hybrid.environments.EnvironmentModule` and
+    :class:`~hybrid.data.environments.EnvironmentDataModule` (``--model.adapt_from CKPT``
+    adapts a trained model to new environments with its shared part frozen)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from hybrid.data.environments import EnvironmentDataModule
+    from hybrid.environments import EnvironmentModule
+
+    if run and (not argv or argv[0] not in LIGHTNING):
+        raise ValueError(f"usage: hybrid environments {{{','.join(LIGHTNING)}}} --config X.yaml")
+    return LightningCLI(
+        EnvironmentModule,
+        EnvironmentDataModule,
+        args=list(argv),
+        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
+        auto_configure_optimizers=False,
+        run=run,
+    )
 
 
 def lightning_main(argv: Sequence[str], *, run: bool = True):
@@ -190,12 +247,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hybrid.train import NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*COMMANDS, *LIGHTNING):
-        names = ",".join((*LIGHTNING, *COMMANDS))
+    if not argv or argv[0] not in (*COMMANDS, *LIGHTNING, ENVIRONMENTS):
+        names = ",".join((*LIGHTNING, *COMMANDS, ENVIRONMENTS))
         sys.exit(f"usage: hybrid {{{names}}} ... [-h]  (got {argv[:1] or 'nothing'})")
     try:
         if argv[0] in COMMANDS:
             function_main(argv[0], argv[1:])
+        elif argv[0] == ENVIRONMENTS:
+            environments_main(argv[1:])
         else:
             lightning_main(argv)
     except (*USER_ERRORS, NonFiniteLossError) as err:

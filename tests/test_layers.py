@@ -14,7 +14,7 @@ LAYERS = [
     {"physics"},
     {"dynamics", "metrics", "models", "objectives", "identifiability", "plots", "flow"},
     {"data"},
-    {"train", "warm_start", "callbacks", "schedule", "polish"},
+    {"train", "warm_start", "callbacks", "schedule", "polish", "environments"},
     {"evaluate"},
     {"cli", "__main__"},
 ]

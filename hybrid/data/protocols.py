@@ -14,13 +14,17 @@ import torch
 from torch import Tensor
 
 from hybrid.data.io import grid_coords
+from hybrid.data.environments import EnvironmentSpec
 from hybrid.data.simulate import SimulationSpec, box_coords
-from hybrid.dynamics import HybridField
+from hybrid.dynamics import HybridField, rollout
 from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
 from hybrid.physics.decay import LinearDecay
+from hybrid.physics.gray_scott import GrayScott
 from hybrid.physics.grid import Grid
 from hybrid.physics.growth import LocalGrowth
+from hybrid.physics.lotka_volterra import LotkaVolterra
 from hybrid.physics.moving_flow import MovingFlowTracer, streamfunction_velocity
+from hybrid.physics.navier_stokes import NavierStokes, leads_forcing
 from hybrid.physics.pendulum import ALPHA, OMEGA0_SQ, DampedPendulum
 from hybrid.physics.reaction_diffusion import ReactionDiffusion
 from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
@@ -289,15 +293,131 @@ def hovmoller() -> SimulationSpec:
     )
 
 
-def build(name: str) -> SimulationSpec:
-    """The protocol ``name`` (a key of :data:`DATASETS`), built in float64 so true parameters
-    are exact."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+# -- many environments (LEADS, Yin et al. 2021; CoDA, Kirchmeyer et al. 2022) -------------------
+LV_ENVIRONMENTS = [(0.5, 0.5), (0.25, 0.5), (0.75, 0.5), (1.0, 0.5), (0.5, 0.25)]
+LV_ENVIRONMENTS += [(0.5, 0.75), (0.5, 1.0), (0.25, 0.25), (0.75, 0.75), (1.0, 1.0)]  # (α, γ)
+GS_ENVIRONMENTS = [(0.037, 0.060), (0.030, 0.062), (0.039, 0.058)]  # (F, k)
+NS_FORCINGS = [((1, 1), (1, 1)), ((1, 1), (1, 2)), ((1, 1), (2, 1)), ((1, 2), (2, 1))]
+
+
+def _environment_spec(priors: list, template: dict, description: str) -> EnvironmentSpec:
+    specs = [SimulationSpec(model=p, prior=p, **template) for p in priors]
+    return EnvironmentSpec(specs, description)
+
+
+def lotka_volterra() -> EnvironmentSpec:
+    """LEADS's Lotka-Volterra: β = δ = 0.5, 10 environments of (α, γ); (x, y)₀ ~ U[1, 2)²;
+    20 frames at 0.5; 1 training and 32 test trajectories per environment."""
+    template = dict(
+        names=("x", "y"),
+        units=("1", "1"),
+        dt=0.5,
+        n_times={"train": 20, "test": 20},
+        n_samples={"train": 1, "test": 32},
+        initial_condition=lambda rng, n: _tensor(rng.random((n, 2)) + 1.0),
+        solver={"method": "dopri5", "rtol": 1e-10, "atol": 1e-10},
+    )
+    priors = [LotkaVolterra(alpha=a, beta=0.5, gamma=g, delta=0.5) for a, g in LV_ENVIRONMENTS]
+    return _environment_spec(priors, template, "LEADS Lotka-Volterra, 10 environments of (α, γ)")
+
+
+def _gray_scott_blocks(rng: np.random.Generator, n: int, size: int = 32) -> Tensor:
+    """LEADS's Gray-Scott start: u = 0.95, v = 0.05, then 3 squares of side 3 with u = 0, v = 1."""
+    y = np.empty((n, 2, size, size))
+    y[:, 0], y[:, 1] = 0.95, 0.05
+    r = size // 10
+    for i in range(n):
+        for _ in range(3):
+            a, b = rng.integers(0, size - r, size=2)
+            y[i, 0, a : a + r, b : b + r], y[i, 1, a : a + r, b : b + r] = 0.0, 1.0
+    return _tensor(y)
+
+
+def gray_scott() -> EnvironmentSpec:
+    """LEADS's Gray-Scott: D_u = 0.2097, D_v = 0.105, 3 environments of (F, k), 32² periodic
+    grid of unit spacing; 10 frames at 40; 1 training and 32 test trajectories per environment."""
+    template = dict(
+        names=("u", "v"),
+        units=("1", "1"),
+        dt=40.0,
+        n_times={"train": 10, "test": 10},
+        n_samples={"train": 1, "test": 32},
+        initial_condition=_gray_scott_blocks,
+        coords=box_coords((32, 32), 1.0),
+        solver={"method": "rk4", "step_size": 0.5},
+    )
+    priors = [GrayScott(F=f, k=k) for f, k in GS_ENVIRONMENTS]
+    return _environment_spec(priors, template, "LEADS Gray-Scott, 3 environments of (F, k)")
+
+
+def gaussian_random_field(rng: np.random.Generator, n: int, size: int = 32) -> Tensor:
+    """LEADS's (FNO's) vorticity start: a periodic Gaussian field of spectrum
+    ``(4π²|k|² + τ²)^(−α/2)``, α = 2.5, τ = 7, zero mean: ``[n, size, size]``."""
+    alpha, tau = 2.5, 7.0
+    k = np.fft.fftfreq(size, 1.0 / size)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    sigma = tau ** (0.5 * (2 * alpha - 2))
+    sqrt_eig = size**2 * math.sqrt(2.0) * sigma * (4 * math.pi**2 * k2 + tau**2) ** (-alpha / 2)
+    sqrt_eig[0, 0] = 0.0
+    coeff = rng.standard_normal((n, size, size)) + 1j * rng.standard_normal((n, size, size))
+    return _tensor(np.fft.ifft2(sqrt_eig * coeff / math.sqrt(2)).real)
+
+
+def navier_stokes() -> EnvironmentSpec:
+    """LEADS's forced Navier-Stokes: ν = 1e-3 on 32², 4 forcings (:data:`NS_FORCINGS`); starts
+    are Gaussian random fields spun up for 30 time units under the first forcing; 10 frames at
+    1; 8 training and 32 test trajectories per environment. rk4 at 0.01 (the reference:
+    Crank-Nicolson at 1e-3)."""
+    solver = {"method": "rk4", "step_size": 0.01}
+    spin_up = NavierStokes(leads_forcing(32, *NS_FORCINGS[0]), nu=1e-3).double()
+
+    def initial_condition(rng: np.random.Generator, n: int) -> Tensor:
+        w0 = gaussian_random_field(rng, n)[:, None]
+        with torch.no_grad():
+            return rollout(spin_up, w0, torch.tensor([0.0, 30.0]), **solver)[:, -1]
+
+    template = dict(
+        names=("w",),
+        units=("1",),
+        dt=1.0,
+        n_times={"train": 10, "test": 10},
+        n_samples={"train": 8, "test": 32},
+        initial_condition=initial_condition,
+        coords=box_coords((32, 32), 1.0 / 32),
+        solver=solver,
+    )
+    priors = [NavierStokes(leads_forcing(32, *f), nu=1e-3) for f in NS_FORCINGS]
+    return _environment_spec(priors, template, "LEADS forced Navier-Stokes, 4 forcings")
+
+
+def pendulum_environments() -> EnvironmentSpec:
+    """The damped pendulum under 4 environments of (ω0², α) (a physics-prior case): 4 training
+    and 8 test trajectories of 40 frames at 0.5 per environment."""
+    values = [(OMEGA0_SQ, ALPHA), (0.5 * OMEGA0_SQ, ALPHA), (1.5 * OMEGA0_SQ, 0.1)]
+    values += [(OMEGA0_SQ, 0.3)]  # (ω0², α)
+    template = dict(
+        names=("theta", "omega"),
+        units=("rad", "rad s-1"),
+        dt=0.5,
+        n_times={"train": 40, "test": 40},
+        n_samples={"train": 4, "test": 8},
+        initial_condition=_pendulum_state,
+        solver={"method": "dopri5", "rtol": 1e-10, "atol": 1e-10},
+    )
+    priors = [DampedPendulum(omega0_sq=w, alpha=a) for w, a in values]
+    return _environment_spec(priors, template, "damped pendulum, 4 environments of (ω0², α)")
+
+
+def build(name: str) -> SimulationSpec | EnvironmentSpec:
+    """The protocol ``name`` (a key of :data:`DATASETS` or :data:`ENVIRONMENT_DATASETS`), built
+    in float64 so true parameters are exact."""
+    protocols = {**DATASETS, **ENVIRONMENT_DATASETS}
+    if name not in protocols:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(protocols)}")
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return DATASETS[name]()
+        return protocols[name]()
     finally:
         torch.set_default_dtype(old)
 
@@ -311,4 +431,11 @@ DATASETS = {
     "shallow_water": shallow_water,
     "moving_flow": moving_flow,
     "hovmoller": hovmoller,
+}
+# Protocols of several environments (files with an `environment` dim, hybrid.data.environments).
+ENVIRONMENT_DATASETS = {
+    "lotka_volterra": lotka_volterra,
+    "gray_scott": gray_scott,
+    "navier_stokes": navier_stokes,
+    "pendulum_environments": pendulum_environments,
 }
