@@ -124,3 +124,66 @@ def test_protocol_file_holds_the_band_and_the_true_velocity():
     assert ds.u.dims == ("sample", "time", "lat", "lon") and ds.v.attrs["units"] == "m s-1"
     assert ds.lat.values[0] == -18.75 and ds.lon.size == 72
     assert ds.attrs["true_kappa"] == pytest.approx(5e3)
+
+
+# --- the flow estimator on the band -----------------------------------------------------------
+
+
+def band_windows(n: int, frames: int, window: int, length: int, split: str = "train") -> tuple:
+    """``n`` trajectories of the protocol cut into every ``window``-frame window: times ``[W]``,
+    tracer ``[N_w, W, 1, 16, 72]`` and the true flow at each window's ``frames``-th frame
+    ``(u, v)``, ``[N_w, 16, 72]`` each (float32)."""
+    spec = build("moving_flow_latlon")
+    rng = np.random.default_rng([0, 0 if split == "train" else 1])
+    y0 = spec.initial_condition(rng, n)
+    t = torch.arange(length, dtype=torch.float64) * spec.dt
+    y = simulate(spec.model, y0, t, progress=False, **spec.solver).float()  # [n, T, 3, 16, 72]
+    cut = torch.cat([y[:, s : s + window] for s in range(y.shape[1] - window + 1)])
+    start = cut[:, frames - 1]  # [N_w, 3, 16, 72]
+    return t[:window].float(), cut[:, :, :1], (start[:, 1], start[:, 2])
+
+
+def train_band_estimator(epochs: int, n: int, length: int, hidden: int, lr: float = 3e-3) -> tuple:
+    """A FlowEstimator + the (upwind, κ-known) prior, ``epochs`` passes of Adam over ``n``
+    trajectories' 7-frame windows (4 read, 3 forecast); returns the estimator and the grid."""
+    from hybrid.dynamics import HybridField
+    from hybrid.flow import flow_penalty, observe_past
+    from hybrid.models.flow import FlowEstimator
+    from hybrid.physics.advection_diffusion import AdvectionDiffusion
+
+    torch.manual_seed(0)
+    grid = Grid.latlon(LAT, LON)
+    estimator = FlowEstimator(frames=4, hidden=hidden, levels=2, speed=1.0, divergence=1.0)
+    field = HybridField(AdvectionDiffusion(grid, kappa=5e3, velocity=estimator, scheme="upwind"))
+    t, y, _ = band_windows(n, 4, 7, length)
+    opt = torch.optim.Adam(estimator.parameters(), lr=lr)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y)).split(8):
+            tt, yy = observe_past(field, grid, t.expand(len(batch), -1), y[batch])
+            pred = rollout(field, yy[:, 0], tt[0], method="rk4")
+            loss = (pred - yy).square().mean() + flow_penalty(field)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return estimator, grid
+
+
+def band_flow_correlation(estimator, grid: Grid) -> float:
+    """The estimate's vector correlation with the truth over held-out windows' tracer-gradient
+    cells (:func:`hybrid.flow.flow_scores`, as ``hybrid evaluate`` scores it)."""
+    from hybrid.flow import flow_scores, gradient_mask
+
+    t, y, (u_true, v_true) = band_windows(4, 4, 4, 8, split="test")
+    with torch.no_grad():
+        estimator.observe(y, grid)
+        u, v = (w[:, 0] for w in estimator())
+    mask = gradient_mask(y[:, -1, 0], grid)
+    return flow_scores(u, v, u_true, v_true, grid, mask)["correlation"]
+
+
+def test_the_estimator_learns_the_band_flow_in_a_short_run():
+    """Untrained, the estimate is zero (no correlation); 14 passes over 8 trajectories' windows
+    (Adam at 1e-2, ~15 s) give a correlation of 0.68 with the truth on held-out trajectories
+    (measured; at 3e-3 the same steps leave it at 0.00, and hidden=16 stays at 0.00 too)."""
+    estimator, grid = train_band_estimator(epochs=14, n=8, length=16, hidden=8, lr=1e-2)
+    assert band_flow_correlation(estimator, grid) > 0.5
