@@ -187,3 +187,34 @@ def test_the_estimator_learns_the_band_flow_in_a_short_run():
     (measured; at 3e-3 the same steps leave it at 0.00, and hidden=16 stays at 0.00 too)."""
     estimator, grid = train_band_estimator(epochs=14, n=8, length=16, hidden=8, lr=1e-2)
     assert band_flow_correlation(estimator, grid) > 0.5
+
+
+@pytest.mark.slow
+def test_the_band_config_finds_the_true_flow(tmp_path):
+    """`configs/moving_flow/latlon_band.yaml` on the full protocol (64 + 16 trajectories, 40
+    epochs, 3 min 20 s to 7 min on the shared cores), then `hybrid evaluate`: the estimate's
+    vector correlation with the true flow at the forecasts' starts, over tracer-gradient cells,
+    is at least 0.85
+    (measured 0.902 from the CLI; issue 17 asks 0.9 on the box), and the forecast beats
+    persistence at every lead (measured 4.4-4.6x lower RMSE)."""
+    import json
+
+    from hybrid.cli import main
+    from hybrid.data.io import write_netcdf
+    from hybrid.data.simulate import simulate_dataset
+
+    spec, paths = build("moving_flow_latlon"), {}
+    for split in ("train", "test"):
+        ds = simulate_dataset(spec, split, progress=False)
+        paths[split] = str(write_netcdf(ds, tmp_path / f"{split}.nc"))
+    args = ["fit", "--config", "configs/moving_flow/latlon_band.yaml", "--data.path"]
+    args += [paths["train"], "--data.test_path", paths["test"], "--trainer.logger=false"]
+    main(
+        [*args, "--trainer.enable_progress_bar=false", "--trainer.default_root_dir", str(tmp_path)]
+    )
+    ckpt = str(next(tmp_path.rglob("last.ckpt")))
+    main(["evaluate", "--ckpt_path", ckpt, "--output", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["flow"]["correlation"] >= 0.85
+    model, persistence = report["rmse"]["model"][1:], report["rmse"]["persistence"][1:]
+    assert all(m < p for m, p in zip(model, persistence, strict=True))
