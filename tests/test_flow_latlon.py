@@ -194,9 +194,8 @@ def test_the_band_config_finds_the_true_flow(tmp_path):
     """`configs/moving_flow/latlon_band.yaml` on the full protocol (64 + 16 trajectories, 40
     epochs, 3 min 20 s to 7 min on the shared cores), then `hybrid evaluate`: the estimate's
     vector correlation with the true flow at the forecasts' starts, over tracer-gradient cells,
-    is at least 0.85
-    (measured 0.902 from the CLI; issue 17 asks 0.9 on the box), and the forecast beats
-    persistence at every lead (measured 4.4-4.6x lower RMSE)."""
+    is at least 0.85 (measured 0.902 from the CLI; issue 17 asks 0.9 on the box), and the
+    forecast beats persistence at every lead (measured 4.4-4.6x lower RMSE)."""
     import json
 
     from hybrid.cli import main
