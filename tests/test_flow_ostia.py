@@ -36,7 +36,7 @@ def test_ostia_flow_config_fits_and_is_scored_against_the_baselines(tmp_path):
 
 @pytest.mark.slow
 def test_the_ostia_flow_fit_learns_almost_no_current(tmp_path):
-    """The full config (30 epochs, ~85 s + 20 s evaluate): the estimated current stays below
+    """The full config (30 epochs, 25 s to 105 s with evaluate): the estimated current stays below
     1e-3 m/s on average (measured 4.1e-5) and the forecast is persistence's to 1 % at one month
     (0.5916 against 0.5939 K), far behind damped persistence (0.4407 K), as NOTES reports."""
     sst = tmp_path / "sst.nc"
