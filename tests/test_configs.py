@@ -19,12 +19,13 @@ from hybrid.data.protocols import DATASETS, build
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
-REAL_DATA = {"sst_ostia.yaml"}  # tested on the real file in tests/test_ostia.py
+REAL_DATA = {"sst_ostia.yaml", "ostia_flow.yaml"}  # on the real file: tests/test_ostia*.py
 CONFIGS = [p for p in CONFIGS if p.name not in REAL_DATA]
 EXTRA = {  # configs outside their protocol's folder
     "quickstart.yaml": "advection_diffusion",
     "hovmoller.yaml": "hovmoller",
     "hovmoller_flow.yaml": "hovmoller",
+    "latlon_band.yaml": "moving_flow_latlon",
 }
 TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit each split
     "pendulum": (4, 2, 8),
@@ -33,14 +34,17 @@ TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit
     "shallow_water": (4, 2, 8),
     "wave": (1, 1, 25),  # one record, split by time: 20 training frames and 5 validation frames
     "moving_flow": (4, 2, 8),
+    "moving_flow_latlon": (4, 2, 8),
     "hovmoller": (1, 1, 40),  # one record split by time: 32 training and 8 validation days
 }
 WINDOW = {
     "moving_flow": 6,
+    "moving_flow_latlon": 6,
     "hovmoller": 6,
 }  # frames per window where 3 is too few (a flow estimator reads 4)
 TRAINED = {
     "moving_flow": ["c"],
+    "moving_flow_latlon": ["c"],
     "hovmoller": ["olr"],
 }  # variables trained on, when not all the protocol's
 QUIET = [
@@ -123,6 +127,7 @@ def test_every_protocol_folder_has_configs():
     folders = {p.parent.name for p in CONFIGS if p.parent.name in DATASETS}
     variants = {"advection_diffusion_decay"}  # uses configs/advection_diffusion/ with --data.path
     variants |= {"hovmoller"}  # configs/hovmoller.yaml and configs/moving_flow/hovmoller_flow.yaml
+    variants |= {"moving_flow_latlon"}  # configs/moving_flow/latlon_band.yaml
     assert folders == set(DATASETS) - variants
     assert len(CONFIGS) >= 23
 

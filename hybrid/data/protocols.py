@@ -25,6 +25,7 @@ from hybrid.physics.growth import LocalGrowth
 from hybrid.physics.lotka_volterra import LotkaVolterra
 from hybrid.physics.moving_flow import MovingFlowTracer, streamfunction_velocity
 from hybrid.physics.navier_stokes import NavierStokes, leads_forcing
+from hybrid.physics.moving_flow_latlon import TurningFlowTracer, band_streamfunction_velocity
 from hybrid.physics.pendulum import ALPHA, OMEGA0_SQ, DampedPendulum
 from hybrid.physics.reaction_diffusion import ReactionDiffusion
 from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
@@ -439,3 +440,62 @@ ENVIRONMENT_DATASETS = {
     "navier_stokes": navier_stokes,
     "pendulum_environments": pendulum_environments,
 }
+
+
+def _band_modes(
+    rng: np.random.Generator, n: int, lat: np.ndarray, lon: np.ndarray, modes: tuple[int, int, int]
+) -> Tensor:
+    """``Σ a sin(m λ + α) cos(k π (φ - φ_s) / (φ_n - φ_s) + β)`` over ``terms`` random modes,
+    ``m < zonal``, ``k < meridional`` (``modes = (terms, zonal, meridional)``),
+    ``a ~ N(0, 0.5²)``: ``[n, ny, nx]``."""
+    terms, zonal, meridional = modes
+    lam = np.deg2rad(lon)[None, :]
+    s = (lat - lat[0]) / (lat[-1] - lat[0])  # 0 at the south row, 1 at the north row
+    out = np.zeros((n, lat.size, lon.size))
+    for i in range(n):
+        for _ in range(terms):
+            m, k = rng.integers(0, zonal), rng.integers(0, meridional)
+            a, alpha, beta = rng.normal(0, 0.5), *rng.uniform(0, 2 * np.pi, 2)
+            out[i] += a * np.sin(m * lam + alpha) * np.cos(k * np.pi * s + beta)[:, None]
+    return _tensor(out)
+
+
+def moving_flow_latlon() -> SimulationSpec:
+    """The moving-flow protocol on a lat-lon band: 20°S-20°N, 16 latitudes of 2.5° by 72
+    longitudes of 5° (closed in longitude, walls at the edges), no land.
+
+    Per trajectory a random streamfunction (zonal wavenumbers 0-3, tapered to zero at the walls)
+    made a flow by :func:`~hybrid.physics.moving_flow_latlon.band_streamfunction_velocity`
+    (divergence-free on the sphere's metric), scaled to an RMS speed of 1 m/s, whose pattern turns
+    east at Ω = 0.3 m/s / R (:class:`~hybrid.physics.moving_flow_latlon.TurningFlowTracer`);
+    κ = 5e3 m²/s, upwind; tracer ``2 + Σ`` modes. 64 + 16 trajectories of 24 daily frames, the
+    true ``u``, ``v`` beside ``c``. Train on ``variables: [c]``."""
+    lat, lon = np.arange(16) * 2.5 - 18.75, np.arange(72) * 5.0
+    grid = Grid.latlon(lat, lon)
+    model = TurningFlowTracer(grid, kappa=5e3, omega=0.3 / grid.radius, max_speed=4.0,
+                              scheme="upwind")  # fmt: skip
+
+    def initial_condition(rng: np.random.Generator, m: int) -> Tensor:
+        c = 2 + _band_modes(rng, m, lat, lon, (8, 7, 5))
+        walls = np.sin(np.pi * (np.arange(16) + 0.5) / 16)[:, None]  # ψ → 0 towards the walls
+        psi = _band_modes(rng, m, lat, lon, (4, 4, 3)) * _tensor(walls)
+        u, v = band_streamfunction_velocity(psi, grid.double())
+        rms = (u.square() + v.square()).mean((-2, -1), keepdim=True).sqrt().clamp_min(1e-30)
+        return torch.stack((c, u / rms, v / rms), dim=1)  # [m, 3, 16, 72], RMS speed 1 m/s
+
+    return SimulationSpec(
+        model=model,
+        prior=model,
+        names=("c", "u", "v"),
+        units=("kg m-3", "m s-1", "m s-1"),
+        dt=DAY,
+        n_times={"train": 24, "test": 24},
+        n_samples={"train": 64, "test": 16},
+        initial_condition=initial_condition,
+        coords=grid_coords("latlon", lon, lat),
+        solver={"method": "rk4", "step_size": 6 * HOUR},
+        description="tracer in an incompressible flow turning on a lat-lon band, true u, v",
+    )
+
+
+DATASETS["moving_flow_latlon"] = moving_flow_latlon
