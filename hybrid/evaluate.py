@@ -97,9 +97,8 @@ class ForecastWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="epoch")
         self.path, self.windows, self.times, self.ds, self.names = path, windows, times, ds, names
-        self.offset = (
-            offset  # [N, W, C, *grid]: the climatology, when the model forecasts anomalies
-        )
+        # [N, W, C, *grid]: the climatology, when the model forecasts anomalies
+        self.offset = offset
         self.forecasts: Forecasts | None = None
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:

@@ -225,8 +225,9 @@ class TrajectoryDataModule(pl.LightningDataModule):
             self.splits[name] = TrajectoryWindows(a, w.t, w.window, stride, w.valid)
 
     def statistics(self) -> dict[str, Tensor]:
-        """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,
-        over the training split (active cells and valid frames only), streamed block by block."""
+        """``mean``, ``std`` of the state (of its anomaly with ``anomaly``) and ``tendency_std``
+        of ``Δy/Δt``, each ``[C]``, over the training split (active cells and valid frames
+        only), streamed block by block."""
         self.setup()
         train = self.splits["train"]
         active = (
