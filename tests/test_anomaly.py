@@ -186,3 +186,16 @@ def test_evaluate_writes_climatology_plus_anomaly_in_the_datas_units(run):
     rmse = report["rmse"]
     assert rmse["persistence"][0] == 0 and rmse["persistence"][1] > rmse["model"][1]
     np.testing.assert_allclose(rmse["model"][1:], rmse["damped_persistence"][1:], rtol=0.02)
+
+
+def test_predict_on_another_file_uses_the_checkpoints_climatology(run):
+    """``hybrid predict --data_path`` reads only that file: its anomalies come from the saved
+    training climatology, and the forecast starts from the file's own values (bit for bit)."""
+    out = run["tmp"] / "other.nc"
+    main(["predict", "--ckpt_path", str(run["ckpt"]), "--output", str(out),
+          "--data_path", str(run["tmp"] / "sst.nc")])  # fmt: skip
+    fc = xr.open_dataset(out)
+    data = run["ds"]["sst"].sel(time=fc["time"])
+    ocean = np.isfinite(data.values)
+    first = fc["sst"].isel(prediction_timedelta=0).values
+    assert fc.sizes["time"] > 100 and np.array_equal(first[ocean], data.values[ocean])
