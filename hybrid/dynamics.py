@@ -18,6 +18,8 @@ from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
+from hybrid.physics.parameters import physical_parameters
+
 
 def is_fixed_step(method: str) -> bool:
     """Whether torchdiffeq's ``method`` steps on a fixed grid (takes ``options.step_size``);
@@ -102,6 +104,39 @@ def substep_size(dt_data: float, dt_stable: float, step_size: float | None) -> f
     return dt_data / math.ceil(dt_data / limit * (1 - 1e-12))
 
 
+class TooManySubstepsError(ValueError):
+    """The prior's stable step needs more sub-steps per data step than allowed."""
+
+
+def substep_count(dt_data: float, step: float) -> int:
+    """Sub-steps of size ``step`` in one data step ``dt_data`` (``step`` divides it)."""
+    return round(dt_data / step)
+
+
+def check_substeps(
+    field: nn.Module, dt_data: float, dt_stable: float, step: float, max_substeps: int
+) -> int:
+    """The number of sub-steps of size ``step`` per data step, ``n = dt_data / step``.
+
+    Raises:
+        TooManySubstepsError: when ``n > max_substeps``, naming the stable step, the data step
+            and the prior's parameters (the stable step shrinks as ``Δx² / κ``: a diffusivity
+            run away in training makes every step cost ``n`` field evaluations).
+    """
+    n = substep_count(dt_data, step)
+    if n <= max_substeps:
+        return n
+    physics = field.physics if isinstance(field, HybridField) else field
+    values = {k: float(v) for k, v in physical_parameters(physics).items() if v.numel() == 1}
+    named = ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "no scalar parameters"
+    raise TooManySubstepsError(
+        f"the prior's stable step {dt_stable:.4g} s needs {n} sub-steps per data step of "
+        f"{dt_data:.4g} s, more than max_substeps={max_substeps} (prior: {named}); bound the "
+        "prior's parameters, or raise model.max_substeps (the memory of the backward then grows "
+        "only by one state per evaluation: see checkpoint_substeps)"
+    )
+
+
 def rollout(
     field: nn.Module,
     y0: Tensor,
@@ -113,12 +148,20 @@ def rollout(
     step_size: float | None = None,
     adjoint: bool = False,
     options: dict[str, Any] | None = None,
+    max_substeps: int | None = None,
+    checkpoint_substeps: int | None = None,
 ) -> Tensor:
     """Integrate ``dy/dt = field(t, y)`` from ``y0`` at ``t[0]``.
 
     For fixed-step methods the step is the largest one that divides the (evenly spaced) output step
     ``t[1] - t[0]`` without exceeding ``step_size`` nor the field's ``stable_dt()``: a data step
-    beyond the stable step is sub-stepped. Adaptive methods (``dopri5``, ...) use ``rtol``/``atol``.
+    beyond the stable step is sub-stepped into ``n`` steps. Adaptive methods (``dopri5``, ...) use
+    ``rtol``/``atol``.
+
+    Memory: direct backprop keeps every evaluation's activations, ``4 n (T - 1)`` of them for
+    rk4. With ``n > checkpoint_substeps`` each evaluation of ``field`` is recomputed in the
+    backward (:class:`Checkpointed`), so only its input state is kept: the same gradients for
+    one more forward pass per evaluation.
 
     Args:
         field: ``f(t, y)``; an ``nn.Module`` (its parameters are needed by the adjoint).
@@ -128,14 +171,30 @@ def rollout(
         step_size: largest fixed step wanted; default the output step.
         adjoint: back-propagate with the adjoint method (memory O(1) in T).
         options: extra torchdiffeq solver options.
+        max_substeps: most sub-steps per data step (fixed-step methods); default no bound.
+        checkpoint_substeps: checkpoint the field's evaluations when the sub-steps per data step
+            exceed this (and gradients are being recorded, without the adjoint); default never.
     Returns:
         ``[B, T, *S]``.
+
+    Raises:
+        TooManySubstepsError: more than ``max_substeps`` sub-steps per data step.
     """
     options = dict(options or {})
     if is_fixed_step(method) and t.numel() > 1 and "step_size" not in options:
         dt_data = float(t[1] - t[0])
         dt_stable = field.stable_dt() if isinstance(field, HasStableStep) else math.inf
         options["step_size"] = substep_size(dt_data, dt_stable, step_size)
+        n = substep_count(dt_data, options["step_size"])
+        if max_substeps is not None:
+            check_substeps(field, dt_data, dt_stable, options["step_size"], max_substeps)
+        if (
+            checkpoint_substeps is not None
+            and n > checkpoint_substeps
+            and torch.is_grad_enabled()
+            and not adjoint
+        ):
+            field = Checkpointed(field)
     solve = odeint_adjoint if adjoint else odeint
     kwargs = {"adjoint_params": tuple(field.parameters())} if adjoint else {}
     y = solve(field, y0, t, method=method, rtol=rtol, atol=atol, options=options, **kwargs)

@@ -35,12 +35,30 @@ from hybrid.train import HybridModule
 @dataclass
 class Forecasts:
     """Forecasts ``[N, L, C, *grid]`` of each method from the same ``N`` starts (truth included),
-    with ``t``: ``[L]`` lead times (s), and where each start is (``sample``, ``start`` frame)."""
+    with ``t``: ``[L]`` lead times (s), and where each start is (``sample``, ``start`` frame).
+    For a model of anomalies, ``offset`` is the climatology ``c`` ``[N, L, C, *grid]`` that was
+    added to its states (:func:`in_physical_units`); None otherwise."""
 
     truth: Tensor
     methods: dict[str, Tensor]
     t: Tensor
     starts: list[tuple[int, int]]
+    offset: Tensor | None = None
+
+    def model_states(self) -> Tensor:
+        """The true states as the model saw them: ``truth - offset`` for anomalies."""
+        return self.truth if self.offset is None else self.truth - self.offset
+
+
+def in_physical_units(f: Forecasts, clim: Tensor) -> Forecasts:
+    """Forecasts of anomalies ``a`` as forecasts of the state ``y = c + a``: the truth and
+    every forecast of the model get the climatology ``clim`` ``[N, L, C, *grid]`` added back,
+    and persistence becomes the state's own, ``y(t0)`` (not ``c(t) + a(t0)``), so that the
+    baselines are those of a model of the state."""
+    truth = f.truth + clim
+    methods = {k: v + clim for k, v in f.methods.items() if k != "persistence"}
+    methods["persistence"] = truth[:, :1].expand_as(truth)
+    return Forecasts(truth, methods, f.t, f.starts, clim)
 
 
 def restore(
@@ -75,9 +93,12 @@ class ForecastWriter(BasePredictionWriter):
         times: xr.DataArray,
         ds: xr.Dataset,
         names: list[str],
+        offset: Tensor | None = None,
     ) -> None:
         super().__init__(write_interval="epoch")
         self.path, self.windows, self.times, self.ds, self.names = path, windows, times, ds, names
+        # [N, W, C, *grid]: the climatology, when the model forecasts anomalies
+        self.offset = offset
         self.forecasts: Forecasts | None = None
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
@@ -87,17 +108,21 @@ class ForecastWriter(BasePredictionWriter):
         past = len(t) - truth.shape[1]  # frames a flow estimator read before each forecast
         starts = [(n, s + past) for n, s in self.windows.index]
         self.forecasts = Forecasts(truth, stacked, t[past:] - t[past], starts)
+        if self.offset is not None:
+            self.forecasts = in_physical_units(self.forecasts, self.offset[:, past:])
         forecast_dataset(self.forecasts, self.ds, self.times, self.names).to_netcdf(self.path)
 
 
 def forecast(model: HybridModule, dm: TrajectoryDataModule, path: Path) -> Forecasts:
     """Roll the model, the prior alone (correction off) and persistence from every test window
-    start through ``trainer.predict``; the model's forecasts are written to ``path``."""
+    start through ``trainer.predict``; the model's forecasts are written to ``path``, in the
+    state's units (climatology added back) when the model forecasts anomalies."""
     dm.setup("predict")
     if "test" not in dm.splits:
         raise ValueError("the run has no test split: pass --data_path FILE to evaluate on")
-    ds = dm.test_source()
-    writer = ForecastWriter(path, dm.splits["test"], dm.split_times["test"], ds, dm.variables)
+    ds, windows, times = dm.test_source(), dm.splits["test"], dm.split_times["test"]
+    offset = climatology_forecast(dm.climatology, times, windows) if dm.anomaly else None
+    writer = ForecastWriter(path, windows, times, ds, dm.variables, offset)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -448,7 +473,7 @@ def evaluate(
             "lead_time_s": f.t.tolist(),
             **score(f, metrics.cell_weights(dm.grid), dm.variables, clim),
             **parameters_report(model, ds.attrs),
-            **correction_size(model, f.truth),
+            **correction_size(model, f.model_states()),
             "n_forecasts": len(f.starts),
         }
         report["model_beats"] = beats(report["rmse"])

@@ -68,6 +68,11 @@ class HybridModule(pl.LightningModule):
         rtol, atol: tolerances of adaptive methods.
         step_size: largest fixed step (s); default the data step.
         adjoint: back-propagate with the adjoint method.
+        max_substeps: most fixed sub-steps per data step: beyond, training stops with a message
+            naming the prior's parameters (a diffusivity run away makes each step cost more).
+        checkpoint_substeps: beyond this many sub-steps per data step, each evaluation of the
+            field is recomputed in the backward instead of kept (the same gradients; the
+            memory of a rollout then no longer grows with the network's size per sub-step).
         freeze_physics: keep the prior's parameters fixed (known physics): ``True`` for all, or
             a list of physical names (``[r]``, ``[g, coriolis.f0]``) for some.
         optimizer: optimiser factory, called with the trainable parameters.
@@ -104,6 +109,8 @@ class HybridModule(pl.LightningModule):
         atol: float = 1e-8,
         step_size: float | None = None,
         adjoint: bool = False,
+        max_substeps: int | None = 64,
+        checkpoint_substeps: int | None = 2,
         freeze_physics: bool | list[str] = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         physics_lr: float | None = None,
@@ -130,7 +137,12 @@ class HybridModule(pl.LightningModule):
             "atol": atol,
             "step_size": step_size,
             "adjoint": adjoint,
+            "max_substeps": max_substeps,
+            "checkpoint_substeps": checkpoint_substeps,
         }
+        for name in ("max_substeps", "checkpoint_substeps"):
+            if self.solver[name] is not None and self.solver[name] < 1:
+                raise ValueError(f"{name} must be at least 1, got {self.solver[name]}")
         self.optimizer, self.physics_lr = optimizer, physics_lr
         if gradient_clip is not None and not gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive, got {gradient_clip}")

@@ -47,4 +47,4 @@ def test_ostia_example_end_to_end(tmp_path):
     assert report["n_forecasts"] > 0 and report["lead_time_s"][1] == pytest.approx(
         30.44 * 86400, rel=1e-3
     )
-    assert set(report["parameters"]) == {"kappa", "velocity.u", "velocity.v"}
+    assert set(report["parameters"]) == {"gamma"}  # the anomaly prior da/dt = -γ a

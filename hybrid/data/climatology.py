@@ -209,3 +209,52 @@ def lag_regression(
                     num[lag] += (old * a).sum(axes)
                     den[lag] += (old * old).sum(axes)
     return torch.from_numpy(num / np.maximum(den, 1e-300)).float()
+
+
+class Anomalies:
+    """The anomalies ``a(t) = y(t) - c(t)`` of trajectories from a climatology, read lazily.
+
+    The same interface as :class:`~hybrid.data.trajectories.LazyTrajectories` (``shape``,
+    ``isel``, ``raw``, indexing, ``blocks``), so windows, statistics and the warm start read
+    anomalies unchanged: ``raw`` gives ``[F, C, *grid]`` float32 with NaN where ``y`` is missing
+    or the climatology undefined (cells never observed in training), indexing reads those as 0.
+    The forecast of a state ``a`` is ``c + a``: for values within a factor two of their
+    climatology (temperatures in kelvin) ``y - c`` is exact in floating point (Sterbenz), so
+    ``c + (y - c) == y`` bit for bit.
+
+    Args:
+        y: ``[N, T, C, *grid]`` lazy trajectories, all ``N`` sharing ``time``.
+        time: ``[T]`` calendar dates of ``y``'s frames.
+        state: a climatology from :func:`fit_climatology`.
+    """
+
+    def __init__(self, y: LazyTrajectories, time: xr.DataArray, state: dict[str, object]) -> None:
+        if time.size != y.shape[1]:
+            raise ValueError(f"time has {time.size} dates for {y.shape[1]} frames")
+        self.y, self.time, self.state = y, time, state
+        self.shape, self.ndim = y.shape, y.ndim
+
+    def isel(self, samples=slice(None), frames=slice(None)) -> Anomalies:
+        """A lazy subset of trajectories and frames."""
+        return Anomalies(self.y.isel(samples, frames), self.time.isel(time=frames), self.state)
+
+    def climatology(self, frames: slice) -> np.ndarray:
+        """``c`` at ``frames``: ``[F, C, *grid]`` float32 (NaN at cells never observed)."""
+        return climatology_at(self.state, self.time.isel(time=frames)).float().numpy()
+
+    def raw(self, n: int, frames: slice) -> np.ndarray:
+        """``[F, C, *grid]`` anomalies, NaN where missing."""
+        return self.y.raw(n, frames) - self.climatology(frames)
+
+    def __getitem__(self, key: tuple[int, slice]) -> np.ndarray:
+        n, frames = key
+        return np.nan_to_num(self.raw(n, frames), nan=0.0)
+
+    def load(self) -> np.ndarray:
+        """Everything, ``[N, T, C, *grid]`` (missing as 0): for small sets and tests only."""
+        return np.stack([self[n, slice(None)] for n in range(self.shape[0])])
+
+    def blocks(self):
+        """The blocks of :meth:`LazyTrajectories.blocks`, as anomalies."""
+        for n, s, block in self.y.blocks():
+            yield n, s, block - self.climatology(slice(s, s + block.shape[0]))

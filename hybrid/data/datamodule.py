@@ -12,7 +12,12 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hybrid.data.climatology import climatology_kind, fit_climatology, lag_regression
+from hybrid.data.climatology import (
+    Anomalies,
+    climatology_kind,
+    fit_climatology,
+    lag_regression,
+)
 from hybrid.data.io import grid_from_dataset, open_trajectories, time_axis
 from hybrid.data.trajectories import (
     LazyTrajectories,
@@ -50,6 +55,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
     Files are read lazily: a selection larger than ``max_memory_mb`` stays on disk and each window
     reads only its frames, so no process (no DDP rank) holds the whole archive.
 
+    With ``anomaly=True`` every split serves the anomalies ``a(t) = y(t) - c(t)`` from the
+    training climatology ``c`` (:class:`hybrid.data.climatology.Anomalies`), and the statistics
+    are the anomalies'; the model forecasts ``a`` and ``hybrid evaluate`` scores ``c + a``.
+
     Args:
         path: training NetCDF file, a list of files or a glob, concatenated along time.
         variables: state variables, one channel each, in the prior's order.
@@ -66,6 +75,8 @@ class TrajectoryDataModule(pl.LightningDataModule):
         time_range: ``[start, end]`` dates to keep.
         gap: frames left out between consecutive time splits of a single record.
         max_memory_mb: selections up to this size are loaded into memory.
+        anomaly: serve anomalies from the training climatology instead of the state (needs a
+            training record of a year or more).
     """
 
     def __init__(
@@ -85,6 +96,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         time_range: list[str] | None = None,
         gap: int = 0,
         max_memory_mb: float = 1024.0,
+        anomaly: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # recorded in checkpoints: `hybrid evaluate` re-reads the data
@@ -99,6 +111,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.test_path, self.num_workers = test_path, num_workers
         self.region, self.time_range, self.gap = region, time_range, gap
         self.max_bytes = max_memory_mb * 2**20
+        self.anomaly = anomaly
         self.channels = len(self.variables)
         self.splits: dict[str, TrajectoryWindows] = {}
         self.split_times: dict[str, xr.DataArray] = {}  # the dates of each split's frames
@@ -151,6 +164,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         if stage == "predict" and self.test_path:  # forecasts on a test file: nothing else read
             self._setup_test()
             self.grid = grid_from_dataset(self.test_dataset, self.variables)
+            self._serve_anomalies()
             return
         y, valid = load_trajectories(self.dataset, self.variables)
         t = torch.as_tensor(time_axis(self.dataset["time"]))
@@ -171,6 +185,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
                 "windows left out because they touch a gap (missing frame or value): %s", dropped
             )
         self._fit_climatology(self._split_indices(*y.shape[:2])["train"][1])
+        self._serve_anomalies()
 
     def _setup_test(self) -> None:
         """The test split: every window of ``test_path``."""
@@ -195,9 +210,24 @@ class TrajectoryDataModule(pl.LightningDataModule):
         lags = max(self.window, self.eval_window) - 1
         self.climatology["damping"] = lag_regression(train.y, times, self.climatology, valid, lags)
 
+    def _serve_anomalies(self) -> None:
+        """With ``anomaly``, every split's windows read ``y - c`` (same windows, same order)."""
+        if not self.anomaly:
+            return
+        if not self.climatology:
+            raise ValueError(
+                f"{self.path}: anomaly=True needs the training climatology, which needs a "
+                "training record of calendar dates spanning a year; this one has none"
+            )
+        for name, w in self.splits.items():
+            a = Anomalies(w.y, self.split_times[name], self.climatology)
+            stride = self.stride if name == "train" else 1
+            self.splits[name] = TrajectoryWindows(a, w.t, w.window, stride, w.valid)
+
     def statistics(self) -> dict[str, Tensor]:
-        """``mean``, ``std`` of the state and ``tendency_std`` of ``Δy/Δt``, each ``[C]``,
-        over the training split (active cells and valid frames only), streamed block by block."""
+        """``mean``, ``std`` of the state (of its anomaly with ``anomaly``) and ``tendency_std``
+        of ``Δy/Δt``, each ``[C]``, over the training split (active cells and valid frames
+        only), streamed block by block."""
         self.setup()
         train = self.splits["train"]
         active = (

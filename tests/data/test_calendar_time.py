@@ -232,22 +232,23 @@ def test_time_axis_of_a_single_frame_is_zero():
 
 
 @pytest.mark.parametrize(
-    "dates, calendar",
+    "dates, calendar, anomaly",
     [
-        (_yearly(years=range(1980, 2020)), "standard"),
-        ([f"2000-{m:02d}-{d:02d}" for m in (1, 2) for d in range(1, 31)], "360_day"),
+        (_yearly(years=range(1980, 2020)), "standard", "true"),
+        ([f"2000-{m:02d}-{d:02d}" for m in (1, 2) for d in range(1, 31)], "360_day", "false"),
     ],
     ids=["yearly-15-january", "daily-360_day"],
 )
-def test_calendar_files_train_from_the_cli(tmp_path, dates, calendar):
-    """A few steps of the SST example config on a yearly (leap years crossed) or 360_day file."""
+def test_calendar_files_train_from_the_cli(tmp_path, dates, calendar, anomaly):
+    """A few steps of the SST example config on a yearly (leap years crossed) or 360_day file
+    (two months: no climatology, so the state itself rather than its anomaly)."""
     from hybrid.cli import main
 
     rng = np.random.default_rng(0)
     values = {"sst": 285.0 + rng.normal(size=(len(dates), LAT.size, LON.size))}
     path = _file(tmp_path / "sst.nc", _days(dates, calendar), calendar, values=values)
     args = ["--data.path", path, "--data.variables", "[sst]", "--data.eval_window", "4"]
-    args += ["--trainer.max_steps", "2"]
+    args += ["--trainer.max_steps", "2", "--data.anomaly", anomaly]
     quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     where = ["--trainer.default_root_dir", str(tmp_path / "run")]
     main(["fit", "--config", "configs/sst_ostia.yaml", *args, *quiet, *where])
