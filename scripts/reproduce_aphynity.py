@@ -205,7 +205,9 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "correction_norm": _mean_std([r["correction_norm"] for r in group]),
                 "wall_s": _mean_std([r["wall_s"] for r in group]),
                 "time_to_paper_s": max(reached) if all(reached) else None,
-                "time_to_paper_params_s": _max_or_none([r["time_to_paper_params_s"] for r in group]),
+                "time_to_paper_params_s": _max_or_none(
+                    [r["time_to_paper_params_s"] for r in group]
+                ),
                 "worst_jump": _max_or_none([r["worst_jump"] for r in group]),
                 "floor_mse": group[0].get("floor_mse"),
                 "paper": paper_row(*key),
@@ -246,8 +248,8 @@ def markdown(table: list[dict]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['method']} | {_fmt(r['mse'])} | "
             f"{r['log10_mse']:.2f} / {r['ln_mse']:.2f} | {_fmt(r['param_error_pct'])} | "
-            f"{_fmt(r['correction_norm'])} | {_fmt(r['wall_s'], '.0f')} | {reached} | {reached_err} | "
-            f"{jump} | {floor} | "
+            f"{_fmt(r['correction_norm'])} | {_fmt(r['wall_s'], '.0f')} | {reached} | "
+            f"{reached_err} | {jump} | {floor} | "
             f"{paper} |"
         )
     return "\n".join(lines) + "\n"

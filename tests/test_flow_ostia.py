@@ -37,14 +37,15 @@ def test_ostia_flow_config_fits_and_is_scored_against_the_baselines(sst, tmp_pat
     assert report["lead_time_s"][6] == pytest.approx(6 * 30.44 * 86400, rel=1e-3)
     assert report["rmse"]["model"][0] == 0 and report["rmse"]["persistence"][0] == 0
     assert report["flow"]["mean_speed"] >= 0 and "correlation" not in report["flow"]  # no truth
-    assert report["parameters"]["kappa"] == pytest.approx(1000.0)  # frozen
+    assert report["parameters"]["transport.kappa"] == pytest.approx(1000.0)  # frozen
 
 
 @pytest.mark.slow
-def test_the_ostia_flow_fit_learns_almost_no_current(sst, tmp_path):
-    """The full config (30 epochs, 25 s to 105 s with evaluate): the estimated current stays below
-    1e-3 m/s on average (measured 4.1e-5) and the forecast is persistence's to 1 % at one month
-    (0.5916 against 0.5939 K), far behind damped persistence (0.4407 K), as NOTES reports."""
+def test_the_ostia_flow_fit_learns_a_current_and_beats_persistence(sst, tmp_path):
+    """The full config (30 epochs, ~80 s on 2 cores), in anomaly space with the damping: the
+    estimated current is no longer nil (measured 0.026 m/s on average; 4.1e-5 m/s in kelvin, see
+    the test below) and the forecast beats persistence at every lead (measured 0.435 / 0.733 /
+    0.999 K at 1 / 3 / 6 months against 0.594 / 1.386 / 2.186)."""
     args = ["fit", "--config", "configs/moving_flow/ostia_flow.yaml", "--data.path", str(sst)]
     main([*args, "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
          + ["--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
@@ -52,9 +53,8 @@ def test_the_ostia_flow_fit_learns_almost_no_current(sst, tmp_path):
     main(["evaluate", "--ckpt_path", str(ckpt), "--output", str(tmp_path / "eval")])
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     rmse = report["rmse"]
-    assert report["flow"]["mean_speed"] < 1e-3
-    assert rmse["model"][1] == pytest.approx(rmse["persistence"][1], rel=0.01)
-    assert rmse["damped_persistence"][1] < 0.8 * rmse["model"][1]
+    assert report["flow"]["mean_speed"] > 1e-3
+    assert all(m < p for m, p in zip(rmse["model"][1:], rmse["persistence"][1:], strict=True))
 
 
 def three_month_mse(windows, grid, u: float, offset: float) -> float:

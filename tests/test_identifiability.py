@@ -108,7 +108,8 @@ def test_the_optimum_follows_the_objectives_norm(float64, norm):
     theta, omega = y.unbind(-1)
     weight = norm_weight(y, norm, tendency_std=f.std(0))
     w = {"l2_normalized": weight.squeeze(-1), "l2": 1.0, "scaled": weight[1]}[norm]
-    expected = OMEGA0_SQ + ALPHA * float((w * omega * theta.sin()).sum() / (w * theta.sin() ** 2).sum())
+    s = theta.sin()
+    expected = OMEGA0_SQ + ALPHA * float((w * omega * s).sum() / (w * s**2).sum())
     found = least_norm_parameters(FrictionlessPendulum(omega0_sq=1.0), y, f, weight=weight)
     assert found["omega0_sq"] == pytest.approx(expected, rel=1e-9)
     if norm == "l2_normalized":  # a different optimum, not the same number by accident

@@ -114,7 +114,8 @@ def test_polish_runs_only_in_the_last_epochs(decay_file, tmp_path):
 
 
 def test_polishing_counts_from_the_end_and_not_for_step_bounded_runs():
-    module = SimpleNamespace(polish_epochs=2, trainer=SimpleNamespace(max_epochs=5, current_epoch=2))
+    trainer = SimpleNamespace(max_epochs=5, current_epoch=2)
+    module = SimpleNamespace(polish_epochs=2, trainer=trainer)
     assert not polishing(module)
     module.trainer.current_epoch = 3
     assert polishing(module)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hybrid.data.io import grid_coords
 from hybrid.data.environments import EnvironmentSpec
+from hybrid.data.io import grid_coords
 from hybrid.data.simulate import SimulationSpec, box_coords
 from hybrid.dynamics import HybridField, rollout
 from hybrid.physics.advection_diffusion import AdvectionDiffusion, ConstantVelocity
@@ -24,8 +24,8 @@ from hybrid.physics.grid import Grid
 from hybrid.physics.growth import LocalGrowth
 from hybrid.physics.lotka_volterra import LotkaVolterra
 from hybrid.physics.moving_flow import MovingFlowTracer, streamfunction_velocity
-from hybrid.physics.navier_stokes import NavierStokes, leads_forcing
 from hybrid.physics.moving_flow_latlon import TurningFlowTracer, band_streamfunction_velocity
+from hybrid.physics.navier_stokes import NavierStokes, leads_forcing
 from hybrid.physics.pendulum import ALPHA, OMEGA0_SQ, DampedPendulum
 from hybrid.physics.reaction_diffusion import ReactionDiffusion
 from hybrid.physics.shallow_water import FPlane, ShallowWater, geostrophic_velocity
