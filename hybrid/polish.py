@@ -86,10 +86,11 @@ def resplit(module: nn.Module, y: Tensor) -> bool:
     weight = norm_weight(states, objective.norm, module.tendency_std)
     mask = module.cell_weights()
     fitted = fit_tendency(physics, states, field, weight=weight, mask=mask)
+    reduce = module.trainer.strategy.reduce  # under DDP each rank splits its own batch: average
     with torch.no_grad():
         for p, q in zip(physics.parameters(), fitted.parameters(), strict=True):
             if p.requires_grad:
-                p.copy_(q)
+                p.copy_(reduce(q.to(p), reduce_op="mean"))
     return True
 
 
