@@ -28,6 +28,7 @@ from hybrid.data.climatology import climatology_at
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import spatial_dims
 from hybrid.data.windows import TrajectoryWindows
+from hybrid.flow import ReadsPast
 from hybrid.physics.parameters import physical_parameters
 from hybrid.train import HybridModule
 
@@ -182,14 +183,19 @@ def score(
 
 
 def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
-    """``‖F_a‖²`` along the true states (data units, as APHYNITY reports it) and ``‖F_a‖/‖F_p‖``."""
+    """``‖F_a‖²`` along the true states (data units, as APHYNITY reports it) and ``‖F_a‖/‖F_p‖``;
+    not the ratio for a prior that reads the past (a flow estimated per window, held only for
+    the last batch's windows, cannot be applied to the stacked states)."""
     if model.correction is None:
         return {"correction_norm": 0.0}
     states = truth.flatten(0, 1)[:4096]  # [N*L, C, *grid], a bounded sample
+    reads_past = model.physics is not None and any(
+        isinstance(m, ReadsPast) for m in model.physics.modules()
+    )
     with torch.no_grad():
         fa = model.correction(None, states)
         out = {"correction_norm": float(fa.pow(2).flatten(1).sum(1).mean())}
-        if model.physics is not None:
+        if model.physics is not None and not reads_past:
             fp = model.physics(torch.zeros(()), states)
             out["correction_ratio"] = float(fa.norm() / fp.norm().clamp_min(1e-30))
     return out

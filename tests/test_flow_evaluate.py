@@ -48,6 +48,27 @@ def test_evaluate_scores_the_estimated_flow_and_plots_it(run):
     assert (out / "flow.png").stat().st_size > 1000
 
 
+def test_an_aphynity_correction_on_a_flow_prior_is_evaluated(run):
+    """APHYNITY's correction on top of the estimated flow: ``hybrid evaluate`` reports ‖F_a‖²
+    and leaves out ‖F_a‖/‖F_p‖, which a flow held per window cannot give on stacked states
+    (it crashed on the shapes before)."""
+    tmp = run["tmp"] / "aphynity"
+    main(
+        ["fit", "--config", "configs/moving_flow/flow.yaml", "--data.path", run["train"],
+         "--data.test_path", run["test"], "--data.window=6", "--data.eval_window=7",
+         "--data.batch_size=2", "--trainer.max_steps=2", "--trainer.logger=false",
+         "--model.objective=hybrid.objectives.Aphynity",
+         '--model.correction={"class_path": "hybrid.models.ResNet", '
+         '"init_args": {"channels": 1, "hidden": 4, "blocks": 1}}',
+         "--trainer.enable_progress_bar=false", "--trainer.default_root_dir", str(tmp)]
+    )  # fmt: skip
+    out = tmp / "eval"
+    main(["evaluate", "--ckpt_path", str(next(tmp.rglob("last.ckpt"))), "--output", str(out)])
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["correction_norm"] >= 0.0 and "correction_ratio" not in report
+    assert {"correlation", "rmse"} <= set(report["flow"])
+
+
 def test_the_true_flow_scores_perfectly_at_the_forecast_starts(run):
     """The report's truth is the file's velocity at each forecast's start frame: scoring it as
     the estimate gives correlation 1 and RMSE 0, and a frame late it does not."""
