@@ -211,13 +211,14 @@ def lag_regression(
     return torch.from_numpy(num / np.maximum(den, 1e-300)).float()
 
 
-class Anomalies:
+class Anomalies(LazyTrajectories):
     """The anomalies ``a(t) = y(t) - c(t)`` of trajectories from a climatology, read lazily.
 
-    The same interface as :class:`~hybrid.data.trajectories.LazyTrajectories` (``shape``,
-    ``isel``, ``raw``, indexing, ``blocks``), so windows, statistics and the warm start read
-    anomalies unchanged: ``raw`` gives ``[F, C, *grid]`` float32 with NaN where ``y`` is missing
-    or the climatology undefined (cells never observed in training), indexing reads those as 0.
+    A :class:`~hybrid.data.trajectories.LazyTrajectories` (``shape``, ``isel``, ``raw``,
+    indexing, ``blocks``) whose ``raw`` subtracts ``c``, so windows, statistics and the warm
+    start read anomalies unchanged: ``raw`` gives ``[F, C, *grid]`` float32 with NaN where ``y``
+    is missing or the climatology undefined (cells never observed in training), indexing reads
+    those as 0.
     The forecast of a state ``a`` is ``c + a``: for values within a factor two of their
     climatology (temperatures in kelvin) ``y - c`` is exact in floating point (Sterbenz), so
     ``c + (y - c) == y`` bit for bit.
@@ -229,6 +230,8 @@ class Anomalies:
     """
 
     def __init__(self, y: LazyTrajectories, time: xr.DataArray, state: dict[str, object]) -> None:
+        # not LazyTrajectories.__init__: the frames come from ``y``; indexing and ``load`` are
+        # inherited and read them through :meth:`raw`
         if time.size != y.shape[1]:
             raise ValueError(f"time has {time.size} dates for {y.shape[1]} frames")
         self.y, self.time, self.state = y, time, state
@@ -245,14 +248,6 @@ class Anomalies:
     def raw(self, n: int, frames: slice) -> np.ndarray:
         """``[F, C, *grid]`` anomalies, NaN where missing."""
         return self.y.raw(n, frames) - self.climatology(frames)
-
-    def __getitem__(self, key: tuple[int, slice]) -> np.ndarray:
-        n, frames = key
-        return np.nan_to_num(self.raw(n, frames), nan=0.0)
-
-    def load(self) -> np.ndarray:
-        """Everything, ``[N, T, C, *grid]`` (missing as 0): for small sets and tests only."""
-        return np.stack([self[n, slice(None)] for n in range(self.shape[0])])
 
     def blocks(self):
         """The blocks of :meth:`LazyTrajectories.blocks`, as anomalies."""
