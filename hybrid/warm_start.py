@@ -103,7 +103,7 @@ def rollout_fit(
         return (w * (pred[:, 1:] - y[:, 1:])).flatten()
 
     x0 = torch.cat([v.flatten() for v in theta.values()])
-    # Forward mode only: under grad mode the network's trainable weights would make autograd
+    # No graph: under grad mode the network's trainable weights would make autograd
     # keep every sub-step's activations of each rollout (18 GB on OSTIA, NOTES session 4).
     with torch.no_grad():
         x, loss = levenberg_marquardt(residual, x0, iterations=iterations, rtol=1e-6)

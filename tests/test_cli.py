@@ -102,6 +102,8 @@ def test_cli_checkpoint_reloads_to_identical_forecasts(tiny_nc, tmp_path):
             "20",
             "--trainer.max_steps",
             "2",
+            "--model.warm_start",  # the warm start has its own tests; not this one's subject
+            "false",
             "--trainer.logger",
             "false",
             "--trainer.enable_progress_bar",

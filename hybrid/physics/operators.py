@@ -208,8 +208,8 @@ def _fold(g: Tensor, periodic: tuple[bool, ...], width: int) -> Tensor:
 
 
 class _Pad(torch.autograd.Function):
-    """Linear, so its forward derivative is itself (``jvp``): the warm start's Gauss-Newton
-    Jacobians (:mod:`hybrid.identifiability`) go through it in forward mode."""
+    """Linear, so its forward derivative is itself (``jvp``): forward mode (``torch.func.jvp``)
+    goes through it as through any other op."""
 
     @staticmethod
     def forward(f: Tensor, periodic: tuple[bool, ...], width: int) -> Tensor:
