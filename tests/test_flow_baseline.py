@@ -114,8 +114,10 @@ def test_it_is_refused_unobserved_or_with_the_wrong_frames():
         NextFrameUNet(levels=2, grid=Grid.regular_box(6, 8, 1.0))
 
 
+@pytest.mark.slow
 def test_fit_and_evaluate_from_the_config(tmp_path):
-    """configs/moving_flow/unet_next_frame.yaml trains a few steps and ``hybrid evaluate`` scores
+    """(Slow: 7 s alone; the default suite fits the config for one batch in test_configs.py.)
+    configs/moving_flow/unet_next_frame.yaml trains a few steps and ``hybrid evaluate`` scores
     it from the 4th frame of each window, as the flow model: leads 0..3 of 7-frame windows."""
     spec = build("moving_flow")
     spec.n_times = {"train": 9, "test": 9}
