@@ -62,15 +62,20 @@ def true_flow_held(flow: HybridModule, t: Tensor, y: Tensor, u: Tensor, v: Tenso
 
 @torch.no_grad()
 def flow_of(model: HybridModule, t: torch.Tensor, y: torch.Tensor, u, v) -> dict | None:
-    """Correlation of the flow estimated from each window's past with the true one at its 4th
-    frame, over cells with a tracer gradient; None for a model without an estimator."""
+    """Correlation and RMSE of the flow estimated from each window's past against the true one
+    at its 4th frame, over cells with a tracer gradient, and both RMS speeds; None for a model
+    without an estimator."""
     estimator = next((m for m in model.modules() if isinstance(m, FlowEstimator)), None)
     if estimator is None:
         return None
     observe_past(model.field, model.grid, t, y)
     u_hat, v_hat = (w[:, 0] for w in estimator())
     mask = gradient_mask(y[:, study.FRAMES - 1, 0], model.grid)
-    return flow_scores(u_hat, v_hat, u, v, model.grid, mask)
+    speed = {  # RMS over every cell and window (m/s)
+        "rms_speed": float((u_hat.square() + v_hat.square()).mean().sqrt()),
+        "true_rms_speed": float((u.square() + v.square()).mean().sqrt()),
+    }
+    return {**flow_scores(u_hat, v_hat, u, v, model.grid, mask), **speed}
 
 
 @torch.no_grad()
@@ -137,7 +142,10 @@ def print_report(r: dict) -> None:
     for name, values in r["rmse"].items():
         print(f"| {name} | " + " | ".join(f"{x:.4f}" for x in values[1:]) + " |")
     for name, f in r["flow"].items():
-        print(f"flow {name}: correlation {f['correlation']:.3f}, rmse {f['rmse']:.3f} m/s")
+        print(
+            f"flow {name}: correlation {f['correlation']:.3f}, rmse {f['rmse']:.3f} m/s, "
+            f"RMS speed {f['rms_speed']:.3f} (true {f['true_rms_speed']:.3f}) m/s"
+        )
     for name, c in r["correction"].items():
         print(
             f"correction {name}: |F_a|^2 {c['fa_sq']:.3e}, |F_p|^2 {c['fp_sq']:.3e}, "
