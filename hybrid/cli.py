@@ -194,7 +194,7 @@ def best_checkpoint():
 
 
 def environments_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid environments fit|validate|test --config configs/leads/X.yml``: LightningCLI on
+    """``hybrid environments fit|validate|test --config configs/leads/X.yaml``: LightningCLI on
     :class:`~hybrid.environments.EnvironmentModule` and
     :class:`~hybrid.data.environments.EnvironmentDataModule` (``--model.adapt_from CKPT``
     adapts a trained model to new environments with its shared part frozen)."""

@@ -78,7 +78,7 @@ def score(ckpt: Path) -> dict:
 def compare(dataset: str, methods: list[str], epochs: list[str], out: Path) -> list[dict]:
     rows = []
     for method in methods:
-        config = f"configs/leads/{dataset}_{method}.yml"
+        config = f"configs/leads/{dataset}_{method}.yaml"
         if not (ROOT / config).exists():
             print(f"no {config}: {method} skipped on {dataset}")
             continue
@@ -97,9 +97,9 @@ def adapt(method: str, epochs: list[str], adapt_epochs: list[str], out: Path) ->
     ]  # fmt: skip
     if method.startswith("physics"):
         nine += ["--model.physics.init_args.n_environments", "9"]
-    ckpt, wall = fit(f"configs/leads/lv_{method}.yml", out / f"lv_{method}_0-8", epochs + nine)
+    ckpt, wall = fit(f"configs/leads/lv_{method}.yaml", out / f"lv_{method}_0-8", epochs + nine)
     trained = score(ckpt)
-    config = f"configs/leads/lv_adapt_{method}.yml"
+    config = f"configs/leads/lv_adapt_{method}.yaml"
     new, adapt_wall = fit(
         config, out / f"lv_{method}_adapt_9", adapt_epochs + ["--model.adapt_from", str(ckpt)]
     )

@@ -1,5 +1,7 @@
 """Every shipped YAML under configs/ parses, instantiates and fits one batch on the CPU; config
-mistakes in them exit with one message and no traceback.
+mistakes in them exit with one message and no traceback. The multi-environment configs of
+``configs/leads/`` go through ``hybrid environments fit`` on tiny files with an ``environment``
+dim; every other one through ``hybrid fit``.
 
 The data are tiny simulations of each config's protocol (a few frames), so the windows are
 overridden to 3 frames (batch 1); that the configs' own windows fit the full protocols is checked
@@ -20,7 +22,9 @@ from hybrid.data.protocols import DATASETS, build
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 REAL_DATA = {"sst_ostia.yaml", "ostia_flow.yaml"}  # on the real file: tests/test_ostia*.py
-CONFIGS = [p for p in CONFIGS if p.name not in REAL_DATA]
+ENVIRONMENT_CONFIGS = [p for p in CONFIGS if p.parent.name == "leads"]
+CONFIGS = [p for p in CONFIGS if p.name not in REAL_DATA and p not in ENVIRONMENT_CONFIGS]
+ENVIRONMENT_PROTOCOL = {"lv": "lotka_volterra", "gs": "gray_scott", "ns": "navier_stokes"}
 EXTRA = {  # configs outside their protocol's folder
     "quickstart.yaml": "advection_diffusion",
     "hovmoller.yaml": "hovmoller",
@@ -161,6 +165,70 @@ def test_config_matches_its_protocol(path):
         val_frames = length - train_frames
     assert window <= train_frames and eval_window <= val_frames
     assert eval_window <= spec.n_times["test"]
+
+
+def environment_protocol_of(path: Path) -> str:
+    """``configs/leads/<lv|gs|ns>_<method>.yaml``: the protocol its prefix names."""
+    name = ENVIRONMENT_PROTOCOL.get(path.name.split("_")[0])
+    assert name is not None, f"{path}: name it <{'|'.join(ENVIRONMENT_PROTOCOL)}>_<method>.yaml"
+    return name
+
+
+@pytest.fixture(scope="module")
+def tiny_environment_files(tmp_path_factory):
+    """``(name) -> (train, test)``: one trajectory of 4 short frames per environment and split.
+    Navier-Stokes starts are unspun random fields (the 30-unit spin-up is the slow test's)."""
+    from hybrid.data.environments import simulate_environments
+    from hybrid.data.io import write_netcdf
+    from hybrid.data.protocols import gaussian_random_field
+
+    root, cache = tmp_path_factory.mktemp("tiny_environments"), {}
+
+    def make(name: str) -> tuple[str, str]:
+        if name not in cache:
+            spec = build(name)
+            first = spec.environments[0]
+            first.n_times, first.dt = {"train": 4, "test": 4}, first.dt / 10
+            if name == "navier_stokes":
+                first.initial_condition = lambda rng, n: gaussian_random_field(rng, n)[:, None]
+            files = {s: simulate_environments(spec, s, n_samples=1) for s in ("train", "test")}
+            cache[name] = tuple(
+                str(write_netcdf(ds, root / f"{name}_{s}.nc")) for s, ds in files.items()
+            )
+        return cache[name]
+
+    return make
+
+
+@pytest.mark.parametrize("path", ENVIRONMENT_CONFIGS, ids=label)
+def test_environment_config_fits_one_batch_on_cpu(path, tiny_environment_files, tmp_path):
+    train, test = tiny_environment_files(environment_protocol_of(path))
+    data = ["--data.path", train, "--data.test_path", test, "--data.window=3"]
+    run = ["--trainer.fast_dev_run=true", "--trainer.default_root_dir", str(tmp_path), *QUIET]
+    main(["environments", "fit", "--config", str(path), *data, "--data.batch_size=1", *run])
+
+
+@pytest.mark.parametrize("path", ENVIRONMENT_CONFIGS, ids=label)
+def test_environment_config_matches_its_protocol(path):
+    """Variables, files and environment count are the protocol's (data/generated/leads/), and
+    the training window fits its trajectories."""
+    name = environment_protocol_of(path)
+    config, spec = yaml.safe_load(path.read_text()), build(name)
+    data, first = config["data"], spec.environments[0]
+    prefix = path.name.split("_")[0]
+    assert data["variables"] == list(first.names)
+    assert data["path"] == f"data/generated/leads/{prefix}_train.nc"
+    assert data["test_path"] == f"data/generated/leads/{prefix}_test.nc"
+    assert data["window"] <= first.n_times["train"]
+    chosen = data.get("environments") or range(len(spec.environments))
+    assert all(0 <= e < len(spec.environments) for e in chosen)
+    assert config["model"]["n_environments"] == len(chosen)
+
+
+def test_every_environment_protocol_has_a_config():
+    assert {environment_protocol_of(p) for p in ENVIRONMENT_CONFIGS} == set(
+        ENVIRONMENT_PROTOCOL.values()
+    )
 
 
 def config(name: str) -> Path:

@@ -60,6 +60,17 @@ def test_independent_loops_conv_nets_like_vmapped_mlps():
     assert out[:2].abs().max() == 0 and out[2:].abs().max() > 0  # env 0 keeps the zero head
 
 
+def test_hyper_starts_as_the_reference_linear_layer():
+    """``W ~ U(-1/√d, 1/√d)`` (``nn.Linear(d, P)``'s default): its std is ``1/√(3d)``."""
+    torch.manual_seed(0)
+    for d in (2, 8):
+        w = Hyper(_mlp(), 3, code_dim=d).hyper
+        bound = d**-0.5
+        assert float(w.abs().max()) <= bound
+        assert float(w.std()) == pytest.approx(bound / 3**0.5, rel=0.05)
+    assert float(Hyper(_mlp(), 3, init_bound=1e-3).hyper.abs().max()) <= 1e-3
+
+
 def test_hyper_weights_are_shared_plus_code_times_w():
     torch.manual_seed(0)
     net = Hyper(_mlp(), 3, code_dim=2)

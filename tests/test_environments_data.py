@@ -53,6 +53,18 @@ def test_batches_are_environment_major(lv_files):
     assert stats["mean"].shape == (2,) and (stats["std"] > 0).all()
 
 
+def test_val_path_validates_on_that_file(lv_files):
+    """The reference's selection: validation on the test file's whole trajectories."""
+    dm = EnvironmentDataModule(lv_files[0], ["x", "y"], val_path=lv_files[1], window=5)
+    dm.setup()
+    test = xr.open_dataset(lv_files[1])
+    assert dm.splits["val"].y.shape == (10, 3, 20, 2)
+    assert torch.equal(dm.splits["val"].y[4, 2, :, 1], torch.from_numpy(test["y"].values[4, 2]))
+    assert dm.splits["train"].y.shape == (10, 2, 20, 2)
+    with pytest.raises(ValueError, match="not both"):
+        EnvironmentDataModule(lv_files[0], ["x", "y"], val_path=lv_files[1], val_fraction=0.5)
+
+
 def test_test_split_is_whole_trajectories(lv_files):
     dm = EnvironmentDataModule(lv_files[0], ["x", "y"], test_path=lv_files[1], batch_size=3)
     dm.setup()

@@ -136,9 +136,12 @@ class EnvironmentDataModule(pl.LightningDataModule):
     """Windows of several environments, batched environment-major (see the module docstring).
 
     Training windows come from ``path``; validation from held-out trajectories when there are
-    several per environment (``val_fraction``), else from the training trajectories themselves
-    (LEADS trains on one trajectory per environment); the test split is ``test_path``, scored
-    on whole trajectories from their first frame by default.
+    several per environment (``val_fraction``), from ``val_path`` when given, else from the
+    training trajectories themselves (LEADS trains on one trajectory per environment); the test
+    split is ``test_path``, scored on whole trajectories from their first frame by default.
+    ``val_path: <the test file>`` is the reference code's model selection (it keeps the
+    checkpoint of lowest *test* MSE, evaluated every 50 steps): ``best-*.ckpt`` is then
+    selected on the test set, which this project does not do by default.
 
     Args:
         path: NetCDF file with an ``environment`` dim.
@@ -149,6 +152,7 @@ class EnvironmentDataModule(pl.LightningDataModule):
         batch_size: windows per environment in a batch.
         val_fraction: share of each environment's trajectories held out for validation.
         test_path: NetCDF file of test trajectories of the same environments.
+        val_path: NetCDF file of validation trajectories (whole ones), instead of a fraction.
         environments: indices of the environments to use (default all), e.g. a held-out one.
         seed: shuffling seed.
     """
@@ -165,11 +169,15 @@ class EnvironmentDataModule(pl.LightningDataModule):
         test_path: str | None = None,
         environments: list[int] | None = None,
         seed: int = 0,
+        val_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if val_path and val_fraction:
+            raise ValueError("give val_fraction or val_path, not both")
+        self.val_path = val_path
         self.path, self.variables, self.environments = path, list(variables), environments
         self.window, self.eval_window, self.stride = window, eval_window, stride
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
@@ -210,10 +218,12 @@ class EnvironmentDataModule(pl.LightningDataModule):
         whole = self.eval_window or y.shape[2]
         self.splits["train"] = EnvironmentWindows(y[:, np.sort(train)], t, self.window, self.stride)
         self.splits["val"] = EnvironmentWindows(y[:, np.sort(val)], t, whole, whole)
-        if self.test_path:
-            test = open_environments(self.test_path, self.variables, self.environments)
-            yt = to_array(test, self.variables)
-            self.splits["test"] = EnvironmentWindows(yt, t, whole, whole)
+        for split, path in (("val", self.val_path), ("test", self.test_path)):
+            if path:
+                other = to_array(
+                    open_environments(path, self.variables, self.environments), self.variables
+                )
+                self.splits[split] = EnvironmentWindows(other, t, whole, whole)
 
     def statistics(self) -> dict[str, Tensor]:
         """Per-channel ``mean``, ``std`` and ``tendency_std`` (``Δy/Δt``) of the training

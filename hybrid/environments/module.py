@@ -119,9 +119,11 @@ class EnvironmentModule(HybridModule):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        for name, value in physical_parameters(self.field).items():
+        if self.physics is None:  # a network's weights are not logged, whatever their size
+            return
+        for name, value in physical_parameters(self.physics).items():
             if value.numel() == self.n_environments and value.numel() > 1:
-                for e, v in enumerate(value.tolist()):
+                for e, v in enumerate(value.flatten().tolist()):
                     self.log(f"physics/{name.split('.')[-1]}_e{e}", v, sync_dist=False)
 
 

@@ -90,19 +90,26 @@ class Hyper(_PerEnvironmentNetwork):
     """CoDA's context-informed network: weights ``θ_e = θ_c + W ξ_e``.
 
     ``θ_c`` (``shared.<name>``) starts at the template's initialisation, ``W`` (``hyper``:
-    ``[P, d]``, P the template's parameter count) at ``N(0, init_std²)``, and the codes
+    ``[P, d]``, P the template's parameter count) at ``U(-b, b)``, and the codes
     ``ξ`` (``per_environment.codes``: ``[E, d]``) at zero, so that training starts from the
     template for every environment. Adapting to a new environment trains ``ξ_new`` only.
+    ``b = 1/√d`` is the reference's (its ``nn.Linear(d, P)``): ``∂θ_e/∂ξ_e = W`` and
+    ``∂θ_e/∂W = ξ_e``, so with both near zero (as ``b = 1e-2`` was) neither moves, and the codes
+    stay too weak to adapt.
 
     Args:
         network: the template, a ``forward(t, y)`` module.
         n_environments: ``E``.
         code_dim: ``d`` (CoDA: 2).
-        init_std: standard deviation of ``W`` at initialisation.
+        init_bound: ``b`` (default ``1/√d``).
     """
 
     def __init__(
-        self, network: nn.Module, n_environments: int, code_dim: int = 2, init_std: float = 1e-2
+        self,
+        network: nn.Module,
+        n_environments: int,
+        code_dim: int = 2,
+        init_bound: float | None = None,
     ) -> None:
         super().__init__(network, n_environments)
         if code_dim < 1:
@@ -112,7 +119,8 @@ class Hyper(_PerEnvironmentNetwork):
             {k.replace(".", "__"): nn.Parameter(v) for k, v in start.items()}
         )
         n = sum(math.prod(s) for s in self.shapes.values())
-        self.hyper = nn.Parameter(torch.randn(n, code_dim) * init_std)
+        bound = code_dim**-0.5 if init_bound is None else init_bound
+        self.hyper = nn.Parameter(torch.empty(n, code_dim).uniform_(-bound, bound))
         self.per_environment = nn.Module()
         self.per_environment.codes = nn.Parameter(torch.zeros(n_environments, code_dim))
 
