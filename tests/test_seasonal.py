@@ -46,7 +46,7 @@ def exact_anomaly(a0: Tensor, f0: Tensor, t: Tensor) -> Tensor:
 def monthly_360(path, years: int = 3) -> xr.Dataset:
     """A monthly ``360_day`` record of a 3 x 4 field (values: the frame index), dated mid-month."""
     n = 12 * years
-    time = xr.date_range("2001-01-16", periods=n, freq="MS", calendar="360_day", use_cftime=True)
+    time = xr.date_range("2001-01-01", periods=n, freq="MS", calendar="360_day", use_cftime=True)
     time = [d.replace(day=16) for d in time]
     y = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 3, 4)).copy()
     ds = xr.Dataset(
