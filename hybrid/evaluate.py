@@ -29,6 +29,7 @@ from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import spatial_dims
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
+from hybrid.models.seasonal import give_dates, reads_date
 from hybrid.physics.parameters import physical_parameters
 from hybrid.train import HybridModule
 
@@ -180,6 +181,14 @@ def score(
             for key, value in table.items():
                 per_variable[v].setdefault(key, {})[method] = value[:, c].tolist()
     return {"rmse": overall, **({"acc": acc} if acc else {}), "variables": per_variable}
+
+
+def forecast_dates(model: HybridModule, windows, f: Forecasts) -> None:
+    """Hand a correction that reads the date the phase of the year of each forecast's first
+    frame (:class:`hybrid.data.datamodule.DatedWindows`), for :func:`correction_size`."""
+    if model.correction is not None and reads_date(model.correction):
+        phase = windows.phase[[s for _, s in f.starts]]  # [N]
+        give_dates(model.correction, phase, torch.full_like(phase, windows.year), f.t)
 
 
 def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
@@ -475,6 +484,7 @@ def evaluate(
             if damped is not None:
                 f.methods["damped_persistence"] = damped
         ds = dm.test_source()
+        forecast_dates(model, windows, f)
         report = {
             "lead_time_s": f.t.tolist(),
             **score(f, metrics.cell_weights(dm.grid), dm.variables, clim),

@@ -16,6 +16,7 @@ from hybrid import metrics
 from hybrid.dynamics import Checkpointed, HybridField, rollout
 from hybrid.flow import flow_penalty, observe_past
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.seasonal import observe_dates
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
 from hybrid.physics.parameters import physical_parameters, stored_parameter
@@ -258,8 +259,15 @@ class HybridModule(pl.LightningModule):
         return self.objective.correction_sq(fa, y, w, self.tendency_std), raw
 
     # -- Lightning steps -------------------------------------------------------------------
+    def observe(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """Hand the parts that read the past or the date theirs; the windows to forecast
+        (:func:`~hybrid.flow.observe_past`). A batch is ``(t, y)`` or ``(t, y, date)``."""
+        t, y = observe_past(self.field, self.grid, *batch[:2])  # [B, W], [B, W, C, *grid]
+        observe_dates(self.field, batch, t)
+        return t, y
+
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-        t, y = observe_past(self.field, self.grid, *batch)  # [B, W], [B, W, C, *grid]
+        t, y = self.observe(batch)  # [B, W], [B, W, C, *grid]
         pred = self(y[:, 0], t[0])
         mse = self.mse(pred, y)  # [W, C]
         traj = self.objective.trajectory_loss(mse, self.channel_weight)
@@ -281,7 +289,7 @@ class HybridModule(pl.LightningModule):
         ``n_iter``), then its ``update`` with the last step's ``L_traj`` (all-reduced)."""
         optimizer, *polisher = self.optimizers() if self.polish_epochs else [self.optimizers()]
         if polishing(self):
-            _, y = observe_past(self.field, self.grid, *batch)
+            _, y = self.observe(batch)
             out = polish_step(self, polisher[0], y, lambda: self._shared_step(batch))
             self._log(out, "train", batch[1].shape[0])
             return
@@ -323,7 +331,7 @@ class HybridModule(pl.LightningModule):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Forecasts ``[B, W, C, *grid]`` from each window's first frame: the model, the prior
         alone (correction off) when there is a correction, and persistence; with the truth."""
-        t, y = observe_past(self.field, self.grid, *batch)
+        t, y = self.observe(batch)
         y0 = y[:, 0]
         out = {"truth": y, "model": self(y0, t[0]), "persistence": y0[:, None].expand_as(y)}
         if self.physics is not None and self.correction is not None:
@@ -396,8 +404,8 @@ def check_data(model: HybridModule, dm: pl.LightningDataModule) -> None:
     shape = None if dm.grid is None else tuple(dm.grid.shape)
     if trained != shape:
         raise ValueError(f"the checkpoint was trained on a {trained} grid; the data has {shape}")
-    t, y = next(iter(dm.splits.values()))[0]
-    t, y = (a[0] for a in observe_past(model.field, model.grid, t[None], y[None]))
+    window = next(iter(dm.splits.values()))[0]  # (t, y) or (t, y, date)
+    t, y = (a[0] for a in model.observe(tuple(a[None] for a in window)))
     try:
         with torch.no_grad():
             out = model.field(t[0], y[:1])

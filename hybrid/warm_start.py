@@ -48,7 +48,7 @@ def training_stretches(module: nn.Module, horizon: int = HORIZON) -> tuple[Tenso
     """A bounded, evenly spread subsample of ``horizon + 1``-frame stretches of the training
     windows: ``(t [horizon + 1], y [S, horizon + 1, C, *grid])``, land set to 0."""
     train = module.trainer.datamodule.splits["train"]
-    t, y = train[0]
+    t, y = train[0][:2]  # (t, y) or (t, y, date)
     horizon = min(horizon, len(t) - 1)
     starts = range(0, len(t) - horizon, horizon)  # non-overlapping stretches of a window
     per_stretch = y[0].numel() * horizon
@@ -56,7 +56,7 @@ def training_stretches(module: nn.Module, horizon: int = HORIZON) -> tuple[Tenso
     picks = torch.linspace(0, len(train) * len(starts) - 1, wanted).round().long().unique()
     chosen, out = set(picks.tolist()), []
     for i in sorted({p // len(starts) for p in chosen}):
-        _, y = train[i]
+        y = train[i][1]
         out += [
             y[k : k + horizon + 1] for j, k in enumerate(starts) if i * len(starts) + j in chosen
         ]

@@ -10,15 +10,23 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hybrid.data.climatology import (
     Anomalies,
     climatology_kind,
     fit_climatology,
     lag_regression,
+    year_fraction,
 )
-from hybrid.data.io import grid_from_dataset, open_trajectories, time_axis
+from hybrid.data.io import (
+    YEAR_DAYS,
+    calendar_of,
+    grid_from_dataset,
+    open_trajectories,
+    time_axis,
+    time_step,
+)
 from hybrid.data.trajectories import (
     LazyTrajectories,
     missing_masks,
@@ -44,6 +52,56 @@ def _in_memory(ds: xr.Dataset, variables: list[str], limit_bytes: float) -> xr.D
     return ds[variables].load() if size <= limit_bytes else ds
 
 
+def frame_phases(time: xr.DataArray) -> tuple[np.ndarray, float]:
+    """The phase of the year of each frame, ``f``: ``[T]`` in ``[0, 1)``, and the calendar's mean
+    year ``Y`` (s), so that ``f(0) + t / Y`` is the phase at relative model time ``t``.
+
+    Monthly (or coarser) records: ``f = (month - 1/2) / 12``, which :func:`time_axis`'s even
+    months ``Y / 12`` apart follow exactly; finer steps: the day of the year over the days of
+    that year (365 or 366 on the standard calendar, 360 on ``360_day``).
+
+    Raises:
+        ValueError: times that are not calendar dates, or an unknown calendar.
+    """
+    calendar = calendar_of(time)
+    if calendar not in YEAR_DAYS:
+        raise ValueError(
+            f"dates=True needs calendar dates of a known calendar, got {time.dtype} times "
+            f"(calendar {calendar!r})"
+        )
+    kind = "month" if time.size > 1 and time_step(time)[1] == "month" else "dayofyear"
+    return year_fraction(time, kind), YEAR_DAYS[calendar] * 86400.0
+
+
+class DatedWindows(Dataset):
+    """``windows`` whose item ``i`` is ``(t, y, date)``, ``date = (f(0), Y)``: ``[2]`` float64,
+    the phase of the year of the window's first frame and the calendar's year (s)
+    (:func:`frame_phases`). Every other attribute is ``windows``'.
+
+    Args:
+        windows: the windows ``(t, y)`` of a split.
+        time: ``[T]`` calendar dates of the split's frames.
+    """
+
+    def __init__(self, windows: TrajectoryWindows, time: xr.DataArray) -> None:
+        self.windows = windows
+        phase, self.year = frame_phases(time)
+        self.phase = torch.from_numpy(np.asarray(phase, np.float64))  # [T]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getattr__(self, name: str):
+        if name == "windows":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.windows, name)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        _, s = self.windows.index[i]
+        date = torch.tensor([float(self.phase[s]), self.year], dtype=torch.float64)
+        return (*self.windows[i], date)  # [W], [W, C, *grid], [2]
+
+
 class TrajectoryDataModule(pl.LightningDataModule):
     """Windows of trajectory files for training, validation and test, split without leakage.
 
@@ -58,6 +116,9 @@ class TrajectoryDataModule(pl.LightningDataModule):
     With ``anomaly=True`` every split serves the anomalies ``a(t) = y(t) - c(t)`` from the
     training climatology ``c`` (:class:`hybrid.data.climatology.Anomalies`), and the statistics
     are the anomalies'; the model forecasts ``a`` and ``hybrid evaluate`` scores ``c + a``.
+    With ``dates=True`` each window also carries its date (:class:`DatedWindows`): batches are
+    ``(t, y, date)``, for a correction that reads the time of year
+    (:class:`hybrid.models.seasonal.Seasonal`).
 
     Args:
         path: training NetCDF file, a list of files or a glob, concatenated along time.
@@ -77,6 +138,8 @@ class TrajectoryDataModule(pl.LightningDataModule):
         max_memory_mb: selections up to this size are loaded into memory.
         anomaly: serve anomalies from the training climatology instead of the state (needs a
             training record of a year or more).
+        dates: serve ``(t, y, date)`` windows, ``date = (phase of the year at the window's
+            start, year length in s)`` (needs calendar dates).
     """
 
     def __init__(
@@ -97,6 +160,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         gap: int = 0,
         max_memory_mb: float = 1024.0,
         anomaly: bool = False,
+        dates: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # recorded in checkpoints: `hybrid evaluate` re-reads the data
@@ -111,7 +175,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.test_path, self.num_workers = test_path, num_workers
         self.region, self.time_range, self.gap = region, time_range, gap
         self.max_bytes = max_memory_mb * 2**20
-        self.anomaly = anomaly
+        self.anomaly, self.dates = anomaly, dates
         self.channels = len(self.variables)
         self.splits: dict[str, TrajectoryWindows] = {}
         self.split_times: dict[str, xr.DataArray] = {}  # the dates of each split's frames
@@ -165,6 +229,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
             self._setup_test()
             self.grid = grid_from_dataset(self.test_dataset, self.variables)
             self._serve_anomalies()
+            self._serve_dates()
             return
         y, valid = load_trajectories(self.dataset, self.variables)
         t = torch.as_tensor(time_axis(self.dataset["time"]))
@@ -186,6 +251,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
             )
         self._fit_climatology(self._split_indices(*y.shape[:2])["train"][1])
         self._serve_anomalies()
+        self._serve_dates()
 
     def _setup_test(self) -> None:
         """The test split: every window of ``test_path``."""
@@ -223,6 +289,12 @@ class TrajectoryDataModule(pl.LightningDataModule):
             a = Anomalies(w.y, self.split_times[name], self.climatology)
             stride = self.stride if name == "train" else 1
             self.splits[name] = TrajectoryWindows(a, w.t, w.window, stride, w.valid)
+
+    def _serve_dates(self) -> None:
+        """With ``dates``, every split's windows also give their date (:class:`DatedWindows`)."""
+        if self.dates:
+            for name, w in self.splits.items():
+                self.splits[name] = DatedWindows(w, self.split_times[name])
 
     def statistics(self) -> dict[str, Tensor]:
         """``mean``, ``std`` of the state (of its anomaly with ``anomaly``) and ``tendency_std``
