@@ -87,6 +87,18 @@ def test_missing_environment_dim_is_one_clear_error(tmp_path, tiny_nc):
         _ = EnvironmentDataModule(train, ["theta", "omega"]).dataset
 
 
+@pytest.mark.parametrize(
+    "content, message", [(None, "no such file"), (b"x,y\n1,2\n", "not a NetCDF")]
+)
+def test_a_file_that_is_not_netcdf_is_one_clear_error(tmp_path, content, message):
+    """Opened as every data file is (`hybrid.data.io.open_netcdf`): the file named, the reason."""
+    path = tmp_path / "lv.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"lv.csv: .*{message}"):
+        _ = EnvironmentDataModule(str(path), ["u", "v"]).dataset
+
+
 def _short(name: str, frames: int):
     spec = build(name)
     spec.environments[0].n_times = {"train": frames, "test": frames}

@@ -20,7 +20,7 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from hybrid.data.io import grid_from_dataset, time_axis, trajectories_to_dataset
+from hybrid.data.io import grid_from_dataset, open_netcdf, time_axis, trajectories_to_dataset
 from hybrid.data.simulate import SPLITS, SimulationSpec, simulate, true_parameters
 from hybrid.physics.grid import Grid
 
@@ -78,7 +78,7 @@ def open_environments(
 ) -> xr.Dataset:
     """The file at ``path``, checked to have an ``environment`` dim and ``variables``, restricted
     to ``environments`` (indices) when given."""
-    ds = xr.open_dataset(path)
+    ds = open_netcdf(path)
     if DIM not in ds.dims:
         raise ValueError(
             f"{path} has no `{DIM}` dimension (dims: {dict(ds.sizes)}); write one with "

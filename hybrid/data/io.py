@@ -228,8 +228,12 @@ def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
     return paths
 
 
-def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
-    """One file, lazily: ``variables`` only, dims renamed to canonical names, checked."""
+def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """The one place the package opens a NetCDF file: lazily, with one clear ``ValueError``
+    naming the file when it is missing, a directory, not NetCDF, truncated or empty."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
     _check_signature(path)
     try:  # decode_timedelta=False: a state in seconds stays a number; no dask yet (see below)
         ds = xr.open_dataset(path, decode_timedelta=False)
@@ -240,6 +244,12 @@ def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
             f"{path}: cannot be read as NetCDF: it opens but holds no variables or dimensions "
             "(an HDF5 file of another kind, or NetCDF-4 with its data in groups)"
         )
+    return ds
+
+
+def _open_file(path: Path, variables: Sequence[str]) -> xr.Dataset:
+    """One file, lazily: ``variables`` only, dims renamed to canonical names, checked."""
+    ds = open_netcdf(path)
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"{path}: variables {missing} not found; present: {list(ds.data_vars)}")
