@@ -75,6 +75,31 @@ def flow_regularisation(
     return terms
 
 
+def normal_flow(frames: Tensor, grid: Grid, damping: float = 0.1) -> Tensor:
+    """The velocity each pair of consecutive frames shows along the tracer gradient (the
+    optical-flow constraint ``δc + w·∇c̄ = 0``, Horn & Schunck 1981), in grid cells per frame:
+
+    ``w_n = -δc ∇c̄ Δ / (|∇c̄ Δ|² + η² ⟨|∇c̄ Δ|²⟩)``, ``δc = c_{j+1} - c_j``,
+    ``c̄ = (c_j + c_{j+1})/2``, ``Δ`` the grid's smallest spacing, ``⟨·⟩`` the area mean over
+    active cells of each pair and channel, ``η`` = ``damping`` (where the gradient is weak the
+    frames tell no velocity, and ``w_n`` fades to 0). A pattern moving at ``s`` cells per frame
+    gives ``s`` along its gradient (less ``η²``'s damping) to second order in ``s`` and the
+    grid spacing; invariant to the tracer's units and offset.
+
+    Args:
+        frames: ``[B, k, C, *grid]`` (oldest first, ``k >= 2``).
+    Returns:
+        ``[B, k-1, C, dims, *grid]``: components eastward (northward second), land 0.
+    """
+    prev, nxt = frames[:, :-1], frames[:, 1:]  # [B, k-1, C, *grid]
+    spacing = grid.min_spacing()
+    g = torch.stack([d * spacing for d in operators.gradient(0.5 * (prev + nxt), grid)], 3)
+    sq = g.square().sum(3, keepdim=True)  # [B, k-1, C, 1, *grid]
+    mean_sq = (sq * grid.area_weights()).sum(_grid_axes(grid), keepdim=True)
+    floor = (damping**2 * mean_sq).clamp_min(torch.finfo(sq.dtype).tiny)
+    return -(nxt - prev)[:, :, :, None] * g / (sq + floor) * grid.active
+
+
 def gradient_mask(c: Tensor, grid: Grid, threshold: float = 0.1) -> Tensor:
     """Cells where the tracer gradient is not negligible: ``|∇c| > threshold · RMS|∇c|`` (RMS
     over each field's active cells). ``c``: ``[..., *grid]`` -> bool of the same shape.

@@ -17,6 +17,7 @@ from hybrid.flow import (
     flow_scores,
     gradient_mask,
     magnitude_sq,
+    normal_flow,
     observe_past,
     smoothness_sq,
 )
@@ -139,6 +140,48 @@ def test_gradient_mask_selects_cells_with_a_gradient(float64):
 # --- FlowEstimator -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("m", [(1, 0), (1, 1), (-2, 1)])
+def test_normal_flow_of_a_moving_wave_is_its_speed_along_the_gradient(m, float64):
+    """A plane wave ``sin(2π m·x/n - ω j)`` (``x`` in cells, frame ``j``) moving at ``s = 0.3``
+    cells per frame along ``m``: with the exact time difference and centred gradients the
+    feature is ``2 tan(ω/2) sin(k) cos²φ / (|sin k|² (cos²φ + η²/2))`` at every cell (``k`` the
+    wavevector per cell, ``φ`` the phase midway, ``⟨cos²φ⟩ = 1/2``), computed here in numpy;
+    undamped, that is the true speed to 1 % (the scheme's ``O(k²)``) where ``cos²φ > 1/2``."""
+    n, s, eta = 64, 0.3, 0.1
+    kv = 2 * math.pi * np.array(m, dtype=float) / n  # per cell, (x, y)
+    omega = np.hypot(*kv) * s  # phase per frame
+    x, y = np.meshgrid(np.arange(n), np.arange(n))  # [ny, nx]
+    phase = kv[0] * x + kv[1] * y
+    frames = np.stack([np.sin(phase - omega * j) for j in range(3)])  # [3, ny, nx]
+    grid = Grid.regular_box(n, n, 10e3)  # spacing in m; the feature is in cells per frame
+    w = normal_flow(torch.tensor(frames)[None, :, None], grid, eta)  # [1, 2, 1, 2, ny, nx]
+    assert w.shape == (1, 2, 1, 2, n, n)
+    sin_k = np.sin(kv)
+    cos2 = np.cos(phase - omega / 2) ** 2  # the first pair's midway phase
+    factor = 2 * np.tan(omega / 2) * cos2 / ((sin_k**2).sum() * (cos2 + eta**2 / 2))
+    assert np.allclose(w[0, 0, 0, 0].numpy(), factor * sin_k[0], atol=1e-12)
+    assert np.allclose(w[0, 0, 0, 1].numpy(), factor * sin_k[1], atol=1e-12)
+    e = kv / np.hypot(*kv)
+    along = (e[0] * w[0, 0, 0, 0] + e[1] * w[0, 0, 0, 1]).numpy()
+    undamped = (along * (cos2 + eta**2 / 2) / cos2.clip(1e-30))[cos2 > 0.5]
+    assert np.abs(undamped / s - 1).max() < 0.01
+
+
+def test_normal_flow_on_a_line_and_zero_where_there_is_no_gradient(float64):
+    """A 1-D bump moved by whole cells: where the frames are flat the feature is 0 (no 0/0);
+    on land too."""
+    active = np.ones(32, dtype=bool)
+    active[28:] = False
+    grid = Grid.regular_line(32, 10e3, periodic=False, active=active)
+    x = np.arange(32)
+    frames = np.stack([np.exp(-((x - 10 - j) ** 2) / 8.0) for j in range(3)])
+    w = normal_flow(torch.tensor(frames)[None, :, None], grid, 0.1)[0, :, 0, 0]  # [2, nx]
+    assert w.shape == (2, 32)
+    assert torch.isfinite(w).all() and w[:, 25:].abs().max() < 1e-6 and not w[:, 28:].any()
+    slope = np.abs(np.gradient(frames[1])) > 0.5 * np.abs(np.gradient(frames[1])).max()
+    assert ((w[0][torch.tensor(slope)] - 1).abs() < 0.2).all()  # a cell per frame
+
+
 def estimator(**kwargs) -> FlowEstimator:
     torch.manual_seed(0)
     return FlowEstimator(**{"frames": 3, "hidden": 4, "levels": 2, "speed": 0.5, **kwargs})
@@ -179,8 +222,9 @@ def test_a_uniform_estimate_transports_like_a_constant_velocity():
     assert torch.allclose(got, want, atol=1e-6)
 
 
-def test_estimate_ignores_the_tracer_units_and_offset():
-    grid, f = box(16), estimator()
+@pytest.mark.parametrize("normal", [0.0, 0.1])
+def test_estimate_ignores_the_tracer_units_and_offset(normal):
+    grid, f = box(16), estimator(normal_flow=normal)
     with torch.no_grad():
         f.head.weight.normal_()
     past = torch.randn(2, 3, 1, 16, 16)
@@ -190,8 +234,9 @@ def test_estimate_ignores_the_tracer_units_and_offset():
     assert torch.allclose(f()[0], u, atol=1e-4) and torch.allclose(f()[1], v, atol=1e-4)
 
 
-def test_estimate_commutes_with_periodic_shifts_and_vanishes_on_land():
-    f = estimator()
+@pytest.mark.parametrize("normal", [0.0, 0.1])
+def test_estimate_commutes_with_periodic_shifts_and_vanishes_on_land(normal):
+    f = estimator(normal_flow=normal)
     with torch.no_grad():
         f.head.weight.normal_()
         f.head.bias.fill_(0.1)
@@ -242,6 +287,7 @@ def test_observe_past_leaves_other_fields_alone_and_needs_long_enough_windows():
         ({"speed": 0.0}, "speed must be positive"),
         ({"smoothness": -1.0}, "smoothness weight must be non-negative"),
         ({"levels": -1}, "levels must be non-negative"),
+        ({"normal_flow": -0.1}, "normal_flow must be non-negative"),
     ],
 )
 def test_bad_estimator_settings(kwargs, message):

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from hybrid.dynamics import rollout
 from hybrid.flow import flow_scores, gradient_mask, observe_past
 from hybrid.models.flow import FlowEstimator
+from hybrid.physics import operators
 from hybrid.train import HybridModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,51 @@ def true_flow_held(flow: HybridModule, t: Tensor, y: Tensor, u: Tensor, v: Tenso
 
 
 @torch.no_grad()
+def reestimated(model: HybridModule, t: Tensor, y: Tensor) -> Tensor | None:
+    """RMSE per lead of the flow model re-estimating its flow at every data step from the last
+    ``k`` frames, its own forecasts among them (the paper's protocol), instead of holding the
+    first estimate; None for a model without an estimator."""
+    estimator = next((m for m in model.modules() if isinstance(m, FlowEstimator)), None)
+    if estimator is None or model.correction is not None:
+        return None
+    k, frames = estimator.frames, list(y[:, : study.FRAMES].unbind(1))  # [N, C, ny, nx] each
+    dt = t[0, 1:2] - t[0, :1]
+    for _ in range(study.LEADS):
+        estimator.observe(torch.stack(frames[-k:], 1), model.grid)
+        frames.append(model(frames[-1], torch.cat((0 * dt, dt)))[:, -1])
+    pred = torch.stack(frames[study.FRAMES - 1 :], 1)
+    return (pred - y[:, study.FRAMES - 1 :]).square().mean((0, 2, 3, 4)).sqrt()
+
+
+@torch.no_grad()
+def scaled(model: HybridModule, t: Tensor, y: Tensor, alphas=(0.9, 1.1, 1.2)) -> dict | None:
+    """RMSE per lead with the held estimate multiplied by each ``alpha``: whether the forecast
+    would gain from a faster flow (None without an estimator, or with a correction)."""
+    estimator = next((m for m in model.modules() if isinstance(m, FlowEstimator)), None)
+    if estimator is None or model.correction is not None:
+        return None
+    tt, yy = observe_past(model.field, model.grid, t, y)
+    flow, out = estimator(), {}
+    for alpha in alphas:
+        estimator._flow = tuple(alpha * w for w in flow)
+        out[alpha] = (model(yy[:, 0], tt[0]) - yy).square().mean((0, 2, 3, 4)).sqrt().tolist()
+    estimator._flow = flow
+    return out
+
+
+def along_gradient(u_hat, v_hat, u, v, c, grid) -> dict:
+    """RMS error of the estimate's component along ``∇c`` and across it, weighted by ``|∇c|²``
+    (``(ŵ - w)·∇c``: what a one-step forecast sees), relative to the true component's RMS."""
+    gx, gy = operators.gradient(c, grid)
+    along, across = (u_hat - u) * gx + (v_hat - v) * gy, (v_hat - v) * gx - (u_hat - u) * gy
+    rel = {
+        "along_error": along.square().mean() / (u * gx + v * gy).square().mean(),
+        "across_error": across.square().mean() / (v * gx - u * gy).square().mean(),
+    }
+    return {k: float(x.sqrt()) for k, x in rel.items()}
+
+
+@torch.no_grad()
 def flow_of(model: HybridModule, t: torch.Tensor, y: torch.Tensor, u, v) -> dict | None:
     """Correlation and RMSE of the flow estimated from each window's past against the true one
     at its 4th frame, over cells with a tracer gradient, and both RMS speeds; None for a model
@@ -75,7 +121,9 @@ def flow_of(model: HybridModule, t: torch.Tensor, y: torch.Tensor, u, v) -> dict
         "rms_speed": float((u_hat.square() + v_hat.square()).mean().sqrt()),
         "true_rms_speed": float((u.square() + v.square()).mean().sqrt()),
     }
-    return {**flow_scores(u_hat, v_hat, u, v, model.grid, mask), **speed}
+    last = y[:, study.FRAMES - 1, 0]
+    aperture = along_gradient(u_hat, v_hat, u, v, last, model.grid)
+    return {**flow_scores(u_hat, v_hat, u, v, model.grid, mask), **speed, **aperture}
 
 
 @torch.no_grad()
@@ -100,6 +148,7 @@ def score(models: dict[str, HybridModule], test: str) -> dict:
     rmse["persistence"] = (y[:, study.FRAMES - 1 :] - last[:, None]).square().mean((0, 2, 3, 4))
     rmse["persistence"] = rmse["persistence"].sqrt().tolist()
     if "flow" in models:
+        rmse["flow re-estimated each step"] = reestimated(models["flow"], t, y).tolist()
         rmse["true flow held"] = true_flow_held(models["flow"], t, y, u, v).tolist()
     flows = {k: flow_of(m, t, y, u, v) for k, m in models.items()}
     corrections = {k: correction_of(m, t, y) for k, m in models.items()}
@@ -108,6 +157,7 @@ def score(models: dict[str, HybridModule], test: str) -> dict:
         "flow": {k: f for k, f in flows.items() if f is not None},
         "correction": {k: c for k, c in corrections.items() if c is not None},
         "n_forecasts": int(y.shape[0]),
+        "scaled": scaled(models["flow"], t, y) if "flow" in models else None,
     }
 
 
@@ -150,7 +200,14 @@ def print_report(r: dict) -> None:
     for name, f in r["flow"].items():
         print(
             f"flow {name}: correlation {f['correlation']:.3f}, rmse {f['rmse']:.3f} m/s, "
-            f"RMS speed {f['rms_speed']:.3f} (true {f['true_rms_speed']:.3f}) m/s"
+            f"RMS speed {f['rms_speed']:.3f} (true {f['true_rms_speed']:.3f}) m/s; "
+            f"|grad c|-weighted error along / across the gradient {f['along_error']:.3f} / "
+            f"{f['across_error']:.3f} of the true component"
+        )
+    for alpha, values in (r["scaled"] or {}).items():
+        print(
+            f"flow x {alpha}: RMSE at leads 1 / 5 / 10 "
+            + " / ".join(f"{values[k]:.4f}" for k in (1, 5, 10))
         )
     for name, c in r["correction"].items():
         print(

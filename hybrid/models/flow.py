@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.flow import flow_regularisation
+from hybrid.flow import flow_regularisation, normal_flow
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import CONV, pad_geometry
 from hybrid.physics.grid import Grid
@@ -53,6 +53,11 @@ class FlowEstimator(nn.Module):
         speed: typical speed ``U`` (m/s): the network's output unit, and the scale of the
             regularisers (:func:`hybrid.flow.flow_regularisation`).
         divergence, smoothness, magnitude: weights of the paper's regularisers on the estimate.
+        normal_flow: also give the network, per pair of consecutive frames and channel, the
+            velocity they show along the tracer gradient (:func:`hybrid.flow.normal_flow`, cells
+            per frame; ``(k-1) C dims`` more input channels): the division ``-∂c/∂t / |∇c|``
+            that the network otherwise has to learn. ``0`` (off) or the damping ``η`` of weak
+            gradients.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -68,6 +73,7 @@ class FlowEstimator(nn.Module):
         divergence: float = 0.0,
         smoothness: float = 0.0,
         magnitude: float = 0.0,
+        normal_flow: float = 0.0,
         activation: str = "gelu",
         dims: int = 2,
     ) -> None:
@@ -79,6 +85,8 @@ class FlowEstimator(nn.Module):
                 raise ValueError(f"FlowEstimator {name} must be at least 1, got {value}")
         if levels < 0:
             raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
+        if normal_flow < 0:
+            raise ValueError(f"FlowEstimator normal_flow must be non-negative, got {normal_flow}")
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
         weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
@@ -87,8 +95,10 @@ class FlowEstimator(nn.Module):
                 raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
         self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
         self.weights, self.dims, self.components = weights, dims, dims
+        self.normal_flow = normal_flow
         widths = [hidden * 2**level for level in range(levels + 1)]
-        w_in = [frames * channels] + widths[:-1]
+        inputs = frames * channels + (dims * (frames - 1) * channels if normal_flow else 0)
+        w_in = [inputs] + widths[:-1]
         self.down = nn.ModuleList(
             _Block(a, b, activation, dims) for a, b in zip(w_in, widths, strict=True)
         )
@@ -157,7 +167,10 @@ class FlowEstimator(nn.Module):
         z = torch.where(
             active, (past - mean) / (var / (cells * self.frames)).sqrt().clamp_min(1e-12), 0.0
         )
-        out = self.net(z.flatten(1, 2), tuple(grid.periodic))  # [B, k C, *grid] -> [B, dims, ...]
+        z = z.flatten(1, 2)  # [B, k C, *grid]
+        if self.normal_flow:  # [B, k C + (k-1) C dims, *grid]
+            z = torch.cat((z, normal_flow(past, grid, self.normal_flow).flatten(1, 3)), 1)
+        out = self.net(z, tuple(grid.periodic))  # -> [B, dims, *grid]
         out = torch.where(active, out * self.speed, 0.0)
         self._flow = tuple(out.split(1, dim=1))  # (u[, v]), [B, 1, *grid] each
         self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
