@@ -283,7 +283,7 @@ def test_observe_past_leaves_other_fields_alone_and_needs_long_enough_windows():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"frames": 0}, "frames must be at least 1"),
+        ({"frames": 0}, "frames must be positive"),
         ({"speed": 0.0}, "speed must be positive"),
         ({"smoothness": -1.0}, "smoothness weight must be non-negative"),
         ({"levels": -1}, "levels must be non-negative"),

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -43,9 +44,7 @@ class ConvNet(nn.Module):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in {"channels": channels, "hidden": hidden}.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+        require_positive("ConvNet", channels=channels, hidden=hidden)
         if depth < 2:
             raise ValueError(f"depth must be at least 2 (a hidden and a last layer), got {depth}")
         self.periodic, active = geometry_of(grid)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from hybrid.flow import flow_regularisation, normal_flow
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import CONV, pad_geometry
+from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
 
@@ -80,9 +81,7 @@ class FlowEstimator(nn.Module):
         super().__init__()
         if dims not in CONV:
             raise ValueError(f"FlowEstimator dims must be 1 or 2 (the grid's rank), got {dims}")
-        for name, value in {"frames": frames, "channels": channels, "hidden": hidden}.items():
-            if value < 1:
-                raise ValueError(f"FlowEstimator {name} must be at least 1, got {value}")
+        require_positive("FlowEstimator", frames=frames, channels=channels, hidden=hidden)
         if levels < 0:
             raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
         if normal_flow < 0:

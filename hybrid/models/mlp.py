@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.sizes import require_positive
 
 
 class MLP(nn.Module):
@@ -39,9 +40,7 @@ class MLP(nn.Module):
         normalise: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in {"state_dim": state_dim, "hidden": hidden, "depth": depth}.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+        require_positive("MLP", state_dim=state_dim, hidden=hidden, depth=depth)
         self.scaler = ChannelScaler(state_dim, -1) if normalise else None
         widths = [state_dim] + [hidden] * (depth - 1)
         layers: list[nn.Module] = []

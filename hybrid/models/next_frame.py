@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from hybrid.models.conv import GridConv, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.sizes import require_positive
 from hybrid.models.unet import ConvBlock
 from hybrid.physics.grid import Grid
 
@@ -68,9 +69,7 @@ class NextFrameUNet(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for name, value in {"channels": channels, "frames": frames, "hidden": hidden}.items():
-            if value < 1:
-                raise ValueError(f"NextFrameUNet {name} must be at least 1, got {value}")
+        require_positive("NextFrameUNet", channels=channels, frames=frames, hidden=hidden)
         if levels < 0:
             raise ValueError(f"NextFrameUNet levels must be non-negative, got {levels}")
         if grid is not None and any(n % 2**levels for n in grid.shape):

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import GridConv, apply_on_field, geometry_of, position_channels, zero_init
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
 
@@ -55,9 +56,7 @@ class ResNet(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for name, value in {"channels": channels, "hidden": hidden, "blocks": blocks}.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+        require_positive("ResNet", channels=channels, hidden=hidden, blocks=blocks)
         self.periodic, active = geometry_of(grid)
         # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
         # land mask back from the state dict (hybrid.train.HybridModule).

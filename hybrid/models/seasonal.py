@@ -25,6 +25,7 @@ from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.models.resnet import ResidualBlock
+from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
 
@@ -113,9 +114,7 @@ class Seasonal(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for name, value in {"channels": channels, "hidden": hidden, "blocks": blocks}.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+        require_positive("Seasonal", channels=channels, hidden=hidden, blocks=blocks)
         if harmonics < 0:
             raise ValueError(f"harmonics must be non-negative, got {harmonics}")
         self.harmonics = harmonics

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
 
@@ -60,9 +61,7 @@ class UNet(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for name, value in {"channels": channels, "hidden": hidden, "levels": levels}.items():
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+        require_positive("UNet", channels=channels, hidden=hidden, levels=levels)
         self.levels, self.shape = levels, None if grid is None else tuple(grid.shape)
         if self.shape is not None:
             self._check_shape(self.shape)
