@@ -76,10 +76,14 @@ def _peak_growth(pattern: str, files: int) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_one_epoch_stays_within_a_memory_budget(tmp_path):
-    """Statistics, masks and an epoch of training on four files peak within a quarter of three
-    files' size of the same on one file: memory does not grow with the archive."""
+    """Statistics, masks and an epoch of training on four files peak within half of three files'
+    size of the same on one file: memory does not grow with the archive. Half is the midpoint of
+    the two hypotheses: streaming adds nothing per file (measured 0.10 of their size), holding
+    the archive adds at least the files themselves (measured 1.24 with everything loaded); the
+    fixed costs (dask's thread pool, the allocator's arenas) vary by some 10-30 MB from run to
+    run, which a quarter (29 MB) did not always absorb inside the full suite."""
     file_size = _write_archive(tmp_path)
     one = _peak_growth(str(tmp_path / "part0.nc"), 1)
     four = _peak_growth(str(tmp_path / "part*.nc"), FILES)
     extra = (FILES - 1) * file_size
-    assert four - one < 0.25 * extra, f"{(four - one) / 2**20:.0f} MiB more for 4 files than 1"
+    assert four - one < 0.5 * extra, f"{(four - one) / 2**20:.0f} MiB more for 4 files than 1"
