@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from hybrid.models.conv import GridConv, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.models.sizes import require_positive
-from hybrid.models.unet import ConvBlock
+from hybrid.models.unet import unet_paths
 from hybrid.physics.grid import Grid
 
 EULER_ONLY = (
@@ -81,16 +81,10 @@ class NextFrameUNet(nn.Module):
         self.periodic, active = geometry_of(grid)
         self.register_buffer("active", active)
         self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
-        widths = [hidden * 2**level for level in range(levels + 1)]
-        p, w_in = self.periodic, [frames * channels] + widths[:-1]
-        self.down = nn.ModuleList(
-            ConvBlock(a, b, p, activation) for a, b in zip(w_in, widths, strict=True)
+        self.down, self.up = unet_paths(
+            frames * channels, hidden, levels, self.periodic, activation
         )
-        coarse, fine = widths[:0:-1], widths[-2::-1]  # up path, coarsest first
-        self.up = nn.ModuleList(
-            ConvBlock(a + b, b, p, activation) for a, b in zip(coarse, fine, strict=True)
-        )
-        self.head = GridConv(hidden, channels, p)
+        self.head = GridConv(hidden, channels, self.periodic)
         zero_init(self.head)
         self._past: Tensor | None = None  # [B, k, C, *grid], observed
         self._window: Tensor | None = None  # [B, k, C, *grid], the rollout's last k states

@@ -32,6 +32,23 @@ class ConvBlock(nn.Module):
         return self.act(self.conv2(self.act(self.conv1(x))))
 
 
+def unet_paths(
+    c_in: int, hidden: int, levels: int, periodic: tuple[bool, ...], activation: str
+) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The down path (``c_in -> hidden -> 2 hidden -> ... -> 2^levels hidden``) and the up path
+    (coarsest first, each block reading the upsampled level beside the skip) of a U-Net."""
+    widths = [hidden * 2**level for level in range(levels + 1)]
+    w_in = [c_in] + widths[:-1]
+    down = nn.ModuleList(
+        ConvBlock(a, b, periodic, activation) for a, b in zip(w_in, widths, strict=True)
+    )
+    coarse, fine = widths[:0:-1], widths[-2::-1]  # up path, coarsest first
+    up = nn.ModuleList(
+        ConvBlock(a + b, b, periodic, activation) for a, b in zip(coarse, fine, strict=True)
+    )
+    return down, up
+
+
 class UNet(nn.Module):
     """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)``, a U-Net.
 
@@ -70,16 +87,8 @@ class UNet(nn.Module):
         # land mask back from the state dict (hybrid.train.HybridModule).
         self.register_buffer("active", active)
         self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
-        widths = [hidden * 2**level for level in range(levels + 1)]
-        p, w_in = self.periodic, [channels] + widths[:-1]
-        self.down = nn.ModuleList(
-            ConvBlock(a, b, p, activation) for a, b in zip(w_in, widths, strict=True)
-        )
-        coarse, fine = widths[:0:-1], widths[-2::-1]  # up path, coarsest first
-        self.up = nn.ModuleList(
-            ConvBlock(a + b, b, p, activation) for a, b in zip(coarse, fine, strict=True)
-        )
-        self.head = GridConv(hidden, channels, p)
+        self.down, self.up = unet_paths(channels, hidden, levels, self.periodic, activation)
+        self.head = GridConv(hidden, channels, self.periodic)
         zero_init(self.head)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
