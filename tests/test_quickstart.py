@@ -20,8 +20,9 @@ SOURCE_NORM = 32 * 32 * (1e-6) ** 2 / 4
 def test_quickstart_hybrid_beats_the_prior_and_persistence(tmp_path):
     """On the default advection-diffusion dataset the trained APHYNITY hybrid beats the prior
     alone and persistence at every lead beyond the first, and metrics.json says so; κ, u and v are
-    recovered within 5 % (measured 2.1 %, 1.1 %, 0.7 %; the least-norm split itself is within
-    1.1 %, 0.4 %, 0.1 %) and the correction's norm is that of the missing source."""
+    recovered within 5 % (measured 0.60 %, 0.23 %, 0.63 %; the least-norm split itself is within
+    1.1 %, 0.4 %, 0.1 %) and the correction's norm is that of the missing source (measured 0.98×;
+    0.40× with the τ₂ = 10 of sessions 3-5, whose λ ended at 2.4: NOTES, session 6)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     run = subprocess.run(
         ["bash", "scripts/quickstart.sh", str(tmp_path / "qs")],
@@ -40,7 +41,8 @@ def test_quickstart_hybrid_beats_the_prior_and_persistence(tmp_path):
 
 
 # The network outruns the prior: it learns at 1e-2, the physical parameters at 5e-3, from κ = 600,
-# u = v = 0, in batches of 4 (48 steps an epoch) for 30 epochs; everything else is the main job's.
+# u = v = 0, in batches of 4 (48 steps an epoch) for 30 epochs, with the τ₂ = 10 its figures below
+# were measured with; everything else is the main job's.
 OUTRUN = [
     "--model.optimizer.init_args.lr", "1e-2",
     "--model.physics_lr", "5e-3",
@@ -74,6 +76,8 @@ def test_aphynity_keeps_the_physics_where_the_naive_sum_loses_it(tmp_path):
         fit = ["hybrid", "fit", "--config", "configs/quickstart.yaml", *OUTRUN]
         fit += ["--data.path", str(data / "train.nc"), "--data.test_path", str(data / "test.nc")]
         fit += ["--model.objective", f"hybrid.objectives.{name}"]
+        if name == "Aphynity":
+            fit += ["--model.objective.init_args.tau_2", "10"]
         fit += ["--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
         subprocess.run(fit, cwd=ROOT, env=env, check=True, capture_output=True)
         ckpt = next(root.rglob("last.ckpt"))
