@@ -10,6 +10,9 @@ known prior ``-r T``, recovers ``a`` within 1 %.
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -223,3 +226,28 @@ def test_an_untrained_forced_network_is_zero_and_scales_the_state_only():
     assert net.net.scaler.std.tolist() == [3.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="observe_forcings"):
         Forced(ResNet(channels=2), forcings=1)(None, y)
+
+
+def test_fit_and_evaluate_read_the_forcing_from_the_command_line(files, tmp_path):
+    """`hybrid fit` with `data.forcings` and a `Forced` correction (the nested network built
+    with the data's grid), then `hybrid evaluate` on the test file: the checkpoint holds the
+    forcing's training mean, and the forecasts' forcing reaches the correction."""
+    train, test, _ = files
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  freeze_physics: true\n"
+        "  physics: {class_path: hybrid.physics.decay.LinearDecay, init_args: {gamma: 1.0e-6}}\n"
+        "  correction: {class_path: hybrid.models.forced.Forced, init_args: {forcings: 1,"
+        " net: {class_path: hybrid.models.ResNet, init_args: {channels: 2, hidden: 4}}}}\n"
+        f"data: {{path: {train}, test_path: {test}, variables: [T], forcings: [F], window: 3,"
+        " eval_window: 4, stride: 20, batch_size: 8, time_range: [2000-01-01, 2000-01-20]}\n"
+        f"trainer: {{max_steps: 2, logger: false, enable_progress_bar: false,"
+        f" default_root_dir: {tmp_path}}}\n"
+    )
+    main(["fit", "--config", str(config)])
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    state = torch.load(ckpt, weights_only=True)["TrajectoryDataModule"]
+    assert state["forcing_mean"].shape == (1,)
+    main(["evaluate", "--ckpt_path", str(ckpt), "--output", str(tmp_path / "eval")])
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["n_forecasts"] == 2 * 17 and math.isfinite(report["correction_norm"])
