@@ -61,7 +61,8 @@ def simulate(
     write_netcdf(ds, output, overwrite=overwrite)
     print(f"wrote {output} ({dict(ds.sizes)})")
     if plot:
-        first = first_environment(ds) if isinstance(spec, EnvironmentSpec) else ds
+        # the state's variables (a protocol's forcing variables may lack the sample dim)
+        first = first_environment(ds) if isinstance(spec, EnvironmentSpec) else ds[list(spec.names)]
         print(f"wrote {plot_dataset(first, output.with_suffix('.png'))}")
 
 

@@ -29,6 +29,7 @@ from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import spatial_dims
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
+from hybrid.models.forced import give_forcings, reads_forcing
 from hybrid.models.seasonal import give_dates, reads_date
 from hybrid.physics.parameters import physical_parameters
 from hybrid.train import HybridModule
@@ -118,7 +119,9 @@ class ForecastWriter(BasePredictionWriter):
 def forecast(model: HybridModule, dm: TrajectoryDataModule, path: Path) -> Forecasts:
     """Roll the model, the prior alone (correction off) and persistence from every test window
     start through ``trainer.predict``; the model's forecasts are written to ``path``, in the
-    state's units (climatology added back) when the model forecasts anomalies."""
+    state's units (climatology added back) when the model forecasts anomalies. A model that
+    reads forcings is driven by the test file's forcing over the whole lead (prescribed, as in
+    a reanalysis-driven or scenario run: :mod:`hybrid.models.forced`)."""
     dm.setup("predict")
     if "test" not in dm.splits:
         raise ValueError("the run has no test split: pass --data_path FILE to evaluate on")
@@ -189,6 +192,17 @@ def forecast_dates(model: HybridModule, windows, f: Forecasts) -> None:
     if model.correction is not None and reads_date(model.correction):
         phase = windows.phase[[s for _, s in f.starts]]  # [N]
         give_dates(model.correction, phase, torch.full_like(phase, windows.year), f.t)
+
+
+def forecast_forcings(model: HybridModule, windows, f: Forecasts, rows: int = 4096) -> None:
+    """Hand a correction that reads forcings the test file's forcing over the leads of the
+    forecasts whose states :func:`correction_size` samples (the first ``rows`` of them)."""
+    if model.correction is None or not reads_forcing(model.correction):
+        return
+    lead = f.truth.shape[1]
+    starts = f.starts[: -(-rows // lead)]
+    frames = [torch.from_numpy(windows.forcing[n, slice(s, s + lead)]) for n, s in starts]
+    give_forcings(model.correction, torch.stack(frames), f.t)  # [N', L, n, *grid]
 
 
 def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
@@ -485,6 +499,7 @@ def evaluate(
                 f.methods["damped_persistence"] = damped
         ds = dm.test_source()
         forecast_dates(model, windows, f)
+        forecast_forcings(model, windows, f)
         report = {
             "lead_time_s": f.t.tolist(),
             **score(f, metrics.cell_weights(dm.grid), dm.variables, clim),

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from hybrid import metrics
 from hybrid.dynamics import Checkpointed, HybridField, rollout
 from hybrid.flow import flow_penalty, observe_past
+from hybrid.models.forced import observe_forcings
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.models.seasonal import observe_dates
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
@@ -260,10 +261,11 @@ class HybridModule(pl.LightningModule):
 
     # -- Lightning steps -------------------------------------------------------------------
     def observe(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """Hand the parts that read the past or the date theirs; the windows to forecast
-        (:func:`~hybrid.flow.observe_past`). A batch is ``(t, y)`` or ``(t, y, date)``."""
+        """Hand the parts that read the past, the date or the forcing theirs; the windows to
+        forecast (:func:`~hybrid.flow.observe_past`). A batch is ``(t, y[, date][, forcing])``."""
         t, y = observe_past(self.field, self.grid, *batch[:2])  # [B, W], [B, W, C, *grid]
         observe_dates(self.field, batch, t)
+        observe_forcings(self.field, batch, t)
         return t, y
 
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:

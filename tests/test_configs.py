@@ -40,6 +40,7 @@ TINY = {  # (train samples, test samples, frames per split): 3-frame windows fit
     "moving_flow": (4, 2, 8),
     "moving_flow_latlon": (4, 2, 8),
     "hovmoller": (1, 1, 40),  # one record split by time: 32 training and 8 validation days
+    "forced_decay": (4, 2, 8),
 }
 WINDOW = {
     "moving_flow": 6,

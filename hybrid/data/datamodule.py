@@ -24,6 +24,7 @@ from hybrid.data.io import (
     calendar_of,
     grid_from_dataset,
     open_trajectories,
+    spatial_dims,
     time_axis,
     time_step,
 )
@@ -102,6 +103,115 @@ class DatedWindows(Dataset):
         return (*self.windows[i], date)  # [W], [W, C, *grid], [2]
 
 
+class ForcingFrames:
+    """Forcing variables as a lazy ``[N, T, n, *grid]`` array beside the state's trajectories,
+    normalised: ``(x - mean) / std`` per variable, missing values read as 0 (the mean).
+
+    A variable with no grid dims (a series in time alone) is broadcast over the grid, and one
+    with no ``sample`` dim over the trajectories.
+
+    Args:
+        parts: one ``[N or 1, T, 1, *grid or nothing]`` view per variable.
+        grid_shape: the state's grid.
+    """
+
+    def __init__(self, parts: list[LazyTrajectories], grid_shape: tuple[int, ...]) -> None:
+        self.parts, self.grid_shape = parts, tuple(grid_shape)
+        self.mean, self.std = np.zeros(len(parts)), np.ones(len(parts))
+
+    def isel(self, samples=slice(None), frames=slice(None)) -> ForcingFrames:
+        """The forcing of a subset of trajectories and frames (the same cut as the state's)."""
+        parts = [p.isel(samples if p.shape[0] > 1 else slice(None), frames) for p in self.parts]
+        out = ForcingFrames(parts, self.grid_shape)
+        out.mean, out.std = self.mean, self.std
+        return out
+
+    def raw(self, n: int, frames: slice) -> np.ndarray:
+        """``[F, n, *grid]`` float64 as stored (NaN where missing), broadcast over the grid."""
+        out = []
+        for p in self.parts:
+            x = p.raw(n if p.shape[0] > 1 else 0, frames).astype(np.float64)  # [F, 1, *g]
+            if x.ndim == 2:  # a series in time alone: [F, 1] -> [F, 1, 1, ...]
+                x = x.reshape(*x.shape, *[1] * len(self.grid_shape))
+            out.append(np.broadcast_to(x, (x.shape[0], 1, *self.grid_shape)))
+        return np.concatenate(out, 1)
+
+    def __getitem__(self, key: tuple[int, slice]) -> np.ndarray:
+        n, frames = key
+        z = (self.raw(n, frames) - self._along(self.mean)) / self._along(self.std)
+        return np.nan_to_num(z, nan=0.0).astype(np.float32)  # [F, n, *grid]
+
+    def _along(self, v: np.ndarray) -> np.ndarray:
+        return np.asarray(v).reshape(-1, *[1] * len(self.grid_shape))  # [n, 1, ...]
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-variable mean and spread over every present value (before broadcasting), ``[n]``
+        each, streamed one trajectory and block of frames at a time."""
+        mean, std = [], []
+        for p in self.parts:
+            total = np.zeros(3)  # count, Σx, Σx²
+            for _, s, block in p.blocks():  # consecutive blocks share a frame: count it once
+                x = block if s + block.shape[0] == p.shape[1] else block[:-1]
+                x = x[np.isfinite(x)].astype(np.float64)
+                total += (x.size, x.sum(), (x**2).sum())
+            m = total[1] / max(total[0], 1)
+            mean.append(m)
+            std.append(np.sqrt(max(total[2] / max(total[0], 1) - m**2, 0.0)))
+        return np.array(mean), np.maximum(np.array(std), 1e-12)
+
+
+class ForcedWindows(Dataset):
+    """``windows`` whose item ``i`` ends with the window's forcing frames ``[W, n, *grid]``
+    (float32, normalised): ``(t, y[, date], F)``. Every other attribute is ``windows``'.
+
+    Args:
+        windows: the windows of a split (:class:`TrajectoryWindows` or :class:`DatedWindows`).
+        forcing: the split's forcing, cut like its trajectories.
+    """
+
+    def __init__(self, windows: Dataset, forcing: ForcingFrames) -> None:
+        self.windows, self.forcing = windows, forcing
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getattr__(self, name: str):
+        if name == "windows":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.windows, name)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
+        n, s = self.windows.index[i]
+        f = torch.from_numpy(self.forcing[n, slice(s, s + self.windows.window)])
+        return (*self.windows[i], f)  # ..., [W, n, *grid]
+
+
+def forcing_on_grid(ds: xr.Dataset, name: str, like: xr.Dataset, state: str) -> xr.Dataset:
+    """Forcing ``name`` of ``ds`` at the cells and times of ``like``'s variable ``state``.
+
+    Raises:
+        ValueError: the forcing lies on another grid, misses some of the data's cells, or has
+            other times.
+    """
+    grid, own = spatial_dims(like[state]), spatial_dims(ds[name])
+    if own and set(own) != set(grid):
+        raise ValueError(
+            f"forcing {name!r} has dims {own}: a forcing lies on the data's grid {grid} or is a "
+            "series in time alone"
+        )
+    try:
+        ds = ds.sel({d: like[d].values for d in own})  # the data's region and order
+    except KeyError as err:
+        raise ValueError(f"forcing {name!r} misses cells of the data's grid ({err})") from None
+    if not np.array_equal(ds["time"].values, like["time"].values):
+        raise ValueError(
+            f"forcing {name!r} has {ds.sizes['time']} times from {ds['time'].values[0]}, the "
+            f"data {like.sizes['time']} from {like['time'].values[0]}: they must be the same"
+        )
+    dims = [d for d in ("sample", "time") if d in ds[name].dims]
+    return ds.transpose(*dims, *[d for d in grid if d in own])
+
+
 class TrajectoryDataModule(pl.LightningDataModule):
     """Windows of trajectory files for training, validation and test, split without leakage.
 
@@ -118,7 +228,11 @@ class TrajectoryDataModule(pl.LightningDataModule):
     are the anomalies'; the model forecasts ``a`` and ``hybrid evaluate`` scores ``c + a``.
     With ``dates=True`` each window also carries its date (:class:`DatedWindows`): batches are
     ``(t, y, date)``, for a correction that reads the time of year
-    (:class:`hybrid.models.seasonal.Seasonal`).
+    (:class:`hybrid.models.seasonal.Seasonal`). With ``forcings`` each window also carries the
+    frames of those variables of the same files (:class:`ForcedWindows`), never forecast: batches
+    end with ``F``: ``[B, W, n, *grid]``, normalised by the training mean and spread (saved with
+    checkpoints), for a correction that reads them (:class:`hybrid.models.forced.Forced`); the
+    test windows read the test file's forcing, so forecasts are driven by prescribed forcing.
 
     Args:
         path: training NetCDF file, a list of files or a glob, concatenated along time.
@@ -140,6 +254,8 @@ class TrajectoryDataModule(pl.LightningDataModule):
             training record of a year or more).
         dates: serve ``(t, y, date)`` windows, ``date = (phase of the year at the window's
             start, year length in s)`` (needs calendar dates).
+        forcings: variables of the same files served beside each window as inputs of the
+            correction, on the data's grid or series in time alone (broadcast over it).
     """
 
     def __init__(
@@ -161,6 +277,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         max_memory_mb: float = 1024.0,
         anomaly: bool = False,
         dates: bool = False,
+        forcings: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # recorded in checkpoints: `hybrid evaluate` re-reads the data
@@ -180,6 +297,9 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self.splits: dict[str, TrajectoryWindows] = {}
         self.split_times: dict[str, xr.DataArray] = {}  # the dates of each split's frames
         self.climatology: dict[str, object] = {}
+        self.forcings = list(forcings or [])
+        self.split_forcing: dict[str, ForcingFrames] = {}  # each split's forcing, cut alike
+        self.forcing_stats: dict[str, Tensor] = {}  # training mean, std [n]; in checkpoints
 
     @cached_property
     def dataset(self) -> xr.Dataset:
@@ -230,8 +350,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
             self.grid = grid_from_dataset(self.test_dataset, self.variables)
             self._serve_anomalies()
             self._serve_dates()
+            self._serve_forcings()
             return
         y, valid = load_trajectories(self.dataset, self.variables)
+        forcing = self._open_forcing(self.path, self.dataset)
         t = torch.as_tensor(time_axis(self.dataset["time"]))
         for name, (rows, frames) in self._split_indices(*y.shape[:2]).items():
             w = self.window if name == "train" else self.eval_window
@@ -240,6 +362,8 @@ class TrajectoryDataModule(pl.LightningDataModule):
                 stride = self.stride if name == "train" else 1
                 self.splits[name] = TrajectoryWindows(yy, tt, w, stride, vv)
                 self.split_times[name] = self.dataset["time"][frames]
+                if forcing is not None:
+                    self.split_forcing[name] = forcing.isel(rows, frames)
         if self.test_path:
             self._setup_test()
         if "train" not in self.splits or len(self.splits["train"]) == 0:
@@ -252,6 +376,7 @@ class TrajectoryDataModule(pl.LightningDataModule):
         self._fit_climatology(self._split_indices(*y.shape[:2])["train"][1])
         self._serve_anomalies()
         self._serve_dates()
+        self._serve_forcings()
 
     def _setup_test(self) -> None:
         """The test split: every window of ``test_path``."""
@@ -260,6 +385,25 @@ class TrajectoryDataModule(pl.LightningDataModule):
         tt = torch.as_tensor(time_axis(ds["time"]))
         self.splits["test"] = TrajectoryWindows(yt, tt, self.eval_window, 1, vt)
         self.split_times["test"] = ds["time"]
+        forcing = self._open_forcing(self.test_path, ds)
+        if forcing is not None:
+            self.split_forcing["test"] = forcing
+
+    def _open_forcing(self, path: str | list[str], like: xr.Dataset) -> ForcingFrames | None:
+        """The ``forcings`` of the file(s) ``path``, at the cells and times of ``like`` (the
+        state read from the same files); None without forcings."""
+        if not self.forcings:
+            return None
+        parts = []
+        for name in self.forcings:
+            try:
+                ds = open_trajectories(path, [name], time_range=self.time_range)
+                ds = forcing_on_grid(ds, name, like, self.variables[0])
+            except ValueError as err:
+                raise ValueError(f"data.forcings: {err}") from None
+            parts.append(LazyTrajectories(_in_memory(ds, [name], self.max_bytes), [name]))
+        grid_shape = tuple(like.sizes[d] for d in spatial_dims(like[self.variables[0]]))
+        return ForcingFrames(parts, grid_shape)
 
     def test_source(self) -> xr.Dataset:
         """The dataset the test windows come from: ``test_path``'s, else the training file's."""
@@ -290,6 +434,22 @@ class TrajectoryDataModule(pl.LightningDataModule):
             stride = self.stride if name == "train" else 1
             self.splits[name] = TrajectoryWindows(a, w.t, w.window, stride, w.valid)
 
+    def _serve_forcings(self) -> None:
+        """With ``forcings``, every split's windows also give their forcing frames, normalised by
+        the training statistics (fitted once; those of a checkpoint are kept)."""
+        if not self.forcings:
+            return
+        if not self.forcing_stats:
+            if "train" not in self.split_forcing:
+                raise ValueError("data.forcings: no training statistics (not in the checkpoint)")
+            mean, std = self.split_forcing["train"].moments()
+            self.forcing_stats = {"mean": torch.from_numpy(mean), "std": torch.from_numpy(std)}
+        for name, w in self.splits.items():
+            forcing = self.split_forcing[name]
+            forcing.mean = self.forcing_stats["mean"].double().numpy()
+            forcing.std = self.forcing_stats["std"].double().numpy()
+            self.splits[name] = ForcedWindows(w, forcing)
+
     def _serve_dates(self) -> None:
         """With ``dates``, every split's windows also give their date (:class:`DatedWindows`)."""
         if self.dates:
@@ -315,11 +475,17 @@ class TrajectoryDataModule(pl.LightningDataModule):
         }
 
     def state_dict(self) -> dict:
-        """Saved in checkpoints: the training climatology, reused by ``hybrid evaluate``."""
-        return dict(self.climatology)
+        """Saved in checkpoints: the training climatology and the forcing's mean and spread,
+        reused by ``hybrid evaluate``."""
+        forcing = {f"forcing_{k}": v for k, v in self.forcing_stats.items()}
+        return {**self.climatology, **forcing}
 
     def load_state_dict(self, state: dict) -> None:
-        self.climatology = dict(state)
+        state = dict(state)
+        self.forcing_stats = {
+            k: state.pop(f"forcing_{k}") for k in ("mean", "std") if f"forcing_{k}" in state
+        }
+        self.climatology = state
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]

@@ -294,6 +294,81 @@ def hovmoller() -> SimulationSpec:
     )
 
 
+# -- a forced field: the forcing is a variable of the file ----------------------------------------
+FORCED_RATE, FORCED_GAIN = 1 / (10 * DAY), 1e-5  # r (1/s) and a (K/s per unit of forcing)
+FORCED_PERIODS = ((40 * DAY, 1.0, 0.0), (29 * DAY, 0.7, 1.0))  # g(t) = Σ A sin(2πt/P + φ)
+
+
+def forcing_index(t: np.ndarray) -> np.ndarray:
+    """``g(t) = sin(2πt/40 d) + 0.7 sin(2πt/29 d + 1)``, ``t`` in s: a climate-index-like series."""
+    return sum(
+        amp * np.sin(2 * np.pi * t / period + phase) for period, amp, phase in FORCED_PERIODS
+    )
+
+
+def forcing_pattern(n: int) -> np.ndarray:
+    """``h(x) = 1 + 0.5 sin(2πx/L)`` on an ``n × n`` box, ``[n, n]``."""
+    return np.broadcast_to(1 + 0.5 * np.sin(2 * np.pi * np.arange(n) / n), (n, n)).copy()
+
+
+class ForcedDecayTruth(torch.nn.Module):
+    """``dT/dt = -r T + a g(t) h(x)``: relaxation driven by the forcing ``F = g h``."""
+
+    def __init__(self, pattern: np.ndarray, r: float = FORCED_RATE, a: float = FORCED_GAIN):
+        super().__init__()
+        self.r, self.a = r, a
+        self.register_buffer("pattern", _tensor(pattern))
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        g = float(forcing_index(np.asarray(float(t))))
+        return -self.r * y + self.a * g * self.pattern
+
+
+def forced_decay_exact(y0: np.ndarray, t: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """The exact solution ``T(t) = e^{-rt} T0 + a h ∫_0^t e^{-r(t-s)} g(s) ds``, by
+    ``∫_0^t e^{-r(t-s)} sin(ωs+φ) ds = [r sin(ωt+φ) - ω cos(ωt+φ) - e^{-rt}(r sin φ - ω cos φ)]
+    / (r² + ω²)``; ``y0``: ``[N, *grid]``, ``t``: ``[T]`` (s) -> ``[N, T, *grid]``."""
+    r, decay = FORCED_RATE, np.exp(-FORCED_RATE * t)
+    integral = np.zeros_like(t)
+    for period, amp, phase in FORCED_PERIODS:
+        w, arg = 2 * np.pi / period, 2 * np.pi * t / period + phase
+        start = r * np.sin(phase) - w * np.cos(phase)
+        integral += amp * (r * np.sin(arg) - w * np.cos(arg) - decay * start) / (r**2 + w**2)
+    tt = (slice(None),) + (None,) * pattern.ndim
+    return decay[tt] * y0[:, None] + FORCED_GAIN * integral[tt] * pattern
+
+
+def forced_decay() -> SimulationSpec:
+    """A temperature-like field on an 8² periodic box of 100 km cells relaxing at ``r = 1/(10
+    days)`` and driven by a forcing the file holds: ``dT/dt = -r T + a F``, ``F(t, x) = g(t) h(x)``
+    (:func:`forcing_index`, :func:`forcing_pattern`), ``a = 1e-5 K/s``. The file has the
+    forcing ``F`` on the grid and the index ``g`` as a series in time alone; the prior is
+    ``-r T`` (:class:`LinearDecay`). 8 + 4 trajectories of 120 daily frames, on the same
+    forcing (time from 2000-01-01), from random smooth starts of about 1 K. Train on
+    ``variables: [T]``, ``forcings: [F]``."""
+    n, dx = 8, 100e3
+    pattern = forcing_pattern(n)
+
+    def forcings(t: np.ndarray) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        g = forcing_index(t)
+        return {"F": (("time", "y", "x"), g[:, None, None] * pattern), "g": (("time",), g)}
+
+    return SimulationSpec(
+        model=ForcedDecayTruth(pattern),
+        prior=LinearDecay(gamma=FORCED_RATE),
+        names=("T",),
+        units=("K",),
+        dt=DAY,
+        n_times={"train": 120, "test": 120},
+        n_samples={"train": 8, "test": 4},
+        initial_condition=lambda rng, m: _tensor(_smooth_field(rng, m, n))[:, None],
+        coords=box_coords((n, n), dx),
+        solver={"method": "rk4", "step_size": DAY / 8},
+        description="relaxation r = 1/(10 days) driven by a forcing F = g(t) h(x) in the file",
+        forcings=forcings,
+    )
+
+
 # -- many environments (LEADS, Yin et al. 2021; CoDA, Kirchmeyer et al. 2022) -------------------
 LV_ENVIRONMENTS = [(0.5, 0.5), (0.25, 0.5), (0.75, 0.5), (1.0, 0.5), (0.5, 0.25)]
 LV_ENVIRONMENTS += [(0.5, 0.75), (0.5, 1.0), (0.25, 0.25), (0.75, 0.75), (1.0, 1.0)]  # (α, γ)
@@ -432,6 +507,7 @@ DATASETS = {
     "shallow_water": shallow_water,
     "moving_flow": moving_flow,
     "hovmoller": hovmoller,
+    "forced_decay": forced_decay,
 }
 # Protocols of several environments (files with an `environment` dim, hybrid.data.environments).
 ENVIRONMENT_DATASETS = {

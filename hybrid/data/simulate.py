@@ -40,6 +40,8 @@ class SimulationSpec:
         solver: keyword arguments of :func:`hybrid.dynamics.rollout`.
         observe: ``(rng, y [N, T, *S]) -> y``, what an instrument does to the true trajectories
             (noise, missing frames as NaN), applied after integration; None keeps them exact.
+        forcings: ``t [T] (s) -> {name: (dims, values)}``, variables that drive the model and
+            are written beside the state (dims ``time`` and the grid's, or ``time`` alone).
     """
 
     model: nn.Module
@@ -54,6 +56,7 @@ class SimulationSpec:
     solver: dict = field(default_factory=lambda: {"method": "dopri5", "rtol": 1e-8, "atol": 1e-8})
     description: str = ""
     observe: Callable[[np.random.Generator, Tensor], Tensor] | None = None
+    forcings: Callable[[np.ndarray], dict[str, tuple[tuple[str, ...], np.ndarray]]] | None = None
 
 
 @torch.no_grad()
@@ -110,7 +113,7 @@ def simulate_dataset(
         "seed": seed,
         **true_parameters(spec.prior),
     }
-    return trajectories_to_dataset(
+    ds = trajectories_to_dataset(
         y,
         t,
         spec.names,
@@ -118,6 +121,8 @@ def simulate_dataset(
         units=dict(zip(spec.names, spec.units, strict=False)),
         attrs=attrs,
     )
+    forcings = spec.forcings(t.numpy()) if spec.forcings is not None else {}
+    return ds.assign({k: (dims, np.asarray(v, np.float32)) for k, (dims, v) in forcings.items()})
 
 
 def box_coords(

@@ -44,8 +44,8 @@ def reads_date(field: nn.Module) -> bool:
 def observe_dates(field: nn.Module, batch: tuple[Tensor, ...], t: Tensor) -> None:
     """Give each part of ``field`` that reads the date the phase of the year of each window.
 
-    ``batch`` is ``(t_w [B, W], y, date [B, 2])`` with ``date = (f(0), Y)`` per window; ``t``:
-    ``[B, W']`` the relative times the rollout integrates along (``W' ≤ W`` when
+    ``batch`` is ``(t_w [B, W], y, date [B, 2][, forcing])`` with ``date = (f(0), Y)`` per
+    window; ``t``: ``[B, W']`` the relative times the rollout integrates along (``W' ≤ W`` when
     :func:`hybrid.flow.observe_past` kept the last ``W'`` frames, which then start
     ``t_w[:, W - W']`` after the window's first frame). Nothing happens when no part reads the date.
 
@@ -55,7 +55,7 @@ def observe_dates(field: nn.Module, batch: tuple[Tensor, ...], t: Tensor) -> Non
     readers = [m for m in field.modules() if isinstance(m, ReadsDate)]
     if not readers:
         return
-    if len(batch) < 3:
+    if len(batch) < 3 or batch[2].ndim != 2:  # no date: (t, y) or (t, y, forcing)
         raise ValueError(
             "the correction reads the time of year, but the data serve no dates: set "
             "`data.dates: true` (TrajectoryDataModule(dates=True))"
