@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 
@@ -22,6 +23,25 @@ def bench():
     del sys.modules[spec.name]
 
 
+def counted_gflop(bench, row: dict) -> float:
+    """``3 F S / 1e9``: forward + backward ≈ 3 forwards of the network, F the FLOPs torch's
+    ``FlopCounterMode`` counts in one forward on one state ``[1, 2, n, n]`` (``[1, 2]``), S the
+    step's states ``B (4 (T-1) + T)`` (rk4's evaluations and the norm's true states)."""
+    from hybrid.models import MLP, ConvNet
+    from hybrid.physics.reaction_diffusion import DiffusionOnly
+
+    key, n = row["system"], row["size"]
+    if key == "pendulum":
+        net, y = MLP(2, hidden=200), torch.zeros(1, 2)
+    else:
+        grid = DiffusionOnly(size=n).grid if key == "rd" else bench.wall_grid(n)
+        net, y = ConvNet(2, hidden=16, grid=grid), torch.zeros(1, 2, n, n)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.tensor(0.0), y)
+    states = row["batch"] * (4 * (row["frames"] - 1) + row["frames"])
+    return 3 * counter.get_total_flops() * states / 1e9
+
+
 def test_main_tiny(bench, capsys):
     threads = torch.get_num_threads()
     argv = ["--batch", "2", "--steps", "1", "--warmup", "1", "--size", "8", "--frames", "4"]
@@ -31,8 +51,11 @@ def test_main_tiny(bench, capsys):
         torch.set_num_threads(threads)
     assert [r["system"] for r in rows] == ["rd", "wave", "pendulum"]
     for r in rows:
-        assert r["ref"] > 0 and r["ours"] > 0 and r["gflop"] > 0
-    assert 0 < rows[0]["roofline"] and 0 < rows[2]["us_eval_matmul"] < rows[2]["us_eval"]
+        assert r["ref"] > 0 and r["ours"] > 0
+        assert r["gflop"] == pytest.approx(counted_gflop(bench, r), rel=1e-12)
+    rd = rows[0]
+    assert rd["roofline"] == pytest.approx(rd["gflop"] / rd["ours"] / rd["conv_gflops"])
+    assert 0 < rows[2]["us_eval_matmul"] < rows[2]["us_eval"]
     out = capsys.readouterr().out
     assert out.startswith("# torch ") and bench.HEADER in out and "µs per field evaluation" in out
 
@@ -68,7 +91,10 @@ def test_batches_cycle_through_the_trajectories(bench):
     assert all(b[0].shape == (2, 4) for b in batches)
 
 
-def test_profile_names_every_part(bench, capsys):
+def test_profile_names_every_part(bench, capsys, monkeypatch):
+    """``--profile`` reads its system's size and frames from ``SYSTEMS`` (not ``--size`` and
+    ``--frames``): the test shrinks reaction-diffusion there to 8² and 3 frames."""
+    monkeypatch.setitem(bench.SYSTEMS, "rd", bench.System("reaction-diffusion", bench.DT, 3, 2, 8))
     threads = torch.get_num_threads()
     argv = ["--profile", "--systems", "rd", "--batch", "2", "--size", "8", "--frames", "3"]
     try:
