@@ -98,7 +98,7 @@ def _leads(n: int, hyper: bool = False, adapt_from: str | None = None) -> Enviro
 def test_adaptation_trains_only_the_new_environment(lv_files, tmp_path, hyper):
     """One epoch of training on environments 0-8, one of adaptation to 9: the shared part and
     the statistics are the checkpoint's, and the new environment's part moved from its start
-    (CoDA's starts at random: a fresh model would differ from it untrained)."""
+    (LEADS' starts at random: a fresh model would differ from it untrained)."""
     torch.manual_seed(0)
     dm = EnvironmentDataModule(lv_files[0], ["x", "y"], window=5, environments=list(range(9)))
     trainer = _trainer(1, default_root_dir=tmp_path, enable_checkpointing=True)
