@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import xarray as xr
@@ -50,7 +51,11 @@ def test_batches_are_environment_major(lv_files):
             hits = [(full[e, n, s : s + 5] == row).all() for n in range(2) for s in range(16)]
             assert any(hits)
     stats = dm.statistics()
-    assert stats["mean"].shape == (2,) and (stats["std"] > 0).all()
+    train, t = dm.splits["train"].y.numpy(), dm.splits["train"].t.numpy()  # [E, N, T, C], [T]
+    values, dydt = train.reshape(-1, 2), np.diff(train, axis=2).reshape(-1, 2) / (t[1] - t[0])
+    np.testing.assert_allclose(stats["mean"], values.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], values.std(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(stats["tendency_std"], np.sqrt((dydt**2).mean(0)), rtol=1e-5)
 
 
 def test_val_path_validates_on_that_file(lv_files):

@@ -170,14 +170,14 @@ def test_the_flow_estimator_finds_the_waves_speed_within_10_percent(hovmoller_fi
 def test_a_1d_hybrid_from_the_config_reloads_from_a_weights_only_checkpoint(
     hovmoller_files, tmp_path
 ):
-    """`configs/hovmoller.yaml` fits two batches; its checkpoint holds the circle's description
+    """`configs/hovmoller.yaml` fits one batch; its checkpoint holds the circle's description
     and loads with ``weights_only=True`` into a model whose forecasts are bit-identical."""
     from hybrid.cli import main
     from hybrid.train import HybridModule
 
     train, test = hovmoller_files
     args = ["fit", "--config", "configs/hovmoller.yaml", "--data.path", train]
-    args += ["--data.test_path", test, "--trainer.max_steps=2", "--trainer.logger=false"]
+    args += ["--data.test_path", test, "--trainer.max_steps=1", "--trainer.logger=false"]
     args += ["--trainer.enable_progress_bar=false", "--model.warm_start=false"]
     main([*args, "--trainer.default_root_dir", str(tmp_path)])
     path = next(tmp_path.rglob("last.ckpt"))

@@ -6,8 +6,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 
@@ -22,6 +24,25 @@ def bench():
     del sys.modules[spec.name]
 
 
+def counted_gflop(bench, row: dict) -> float:
+    """``3 F S / 1e9``: forward + backward ≈ 3 forwards of the network, F the FLOPs torch's
+    ``FlopCounterMode`` counts in one forward on one state ``[1, 2, n, n]`` (``[1, 2]``), S the
+    step's states ``B (4 (T-1) + T)`` (rk4's evaluations and the norm's true states)."""
+    from hybrid.models import MLP, ConvNet
+    from hybrid.physics.reaction_diffusion import DiffusionOnly
+
+    key, n = row["system"], row["size"]
+    if key == "pendulum":
+        net, y = MLP(2, hidden=200), torch.zeros(1, 2)
+    else:
+        grid = DiffusionOnly(size=n).grid if key == "rd" else bench.wall_grid(n)
+        net, y = ConvNet(2, hidden=16, grid=grid), torch.zeros(1, 2, n, n)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.tensor(0.0), y)
+    states = row["batch"] * (4 * (row["frames"] - 1) + row["frames"])
+    return 3 * counter.get_total_flops() * states / 1e9
+
+
 def test_main_tiny(bench, capsys):
     threads = torch.get_num_threads()
     argv = ["--batch", "2", "--steps", "1", "--warmup", "1", "--size", "8", "--frames", "4"]
@@ -31,8 +52,11 @@ def test_main_tiny(bench, capsys):
         torch.set_num_threads(threads)
     assert [r["system"] for r in rows] == ["rd", "wave", "pendulum"]
     for r in rows:
-        assert r["ref"] > 0 and r["ours"] > 0 and r["gflop"] > 0
-    assert 0 < rows[0]["roofline"] and 0 < rows[2]["us_eval_matmul"] < rows[2]["us_eval"]
+        assert r["ref"] > 0 and r["ours"] > 0
+        assert r["gflop"] == pytest.approx(counted_gflop(bench, r), rel=1e-12)
+    rd = rows[0]
+    assert rd["roofline"] == pytest.approx(rd["gflop"] / rd["ours"] / rd["conv_gflops"])
+    assert 0 < rows[2]["us_eval_matmul"] < rows[2]["us_eval"]
     out = capsys.readouterr().out
     assert out.startswith("# torch ") and bench.HEADER in out and "µs per field evaluation" in out
 
@@ -52,13 +76,16 @@ def test_reference_restatement_is_the_papers_maths(bench):
 
 def test_data_and_statistics(bench):
     """The true model's trajectories start at the drawn state and stay bounded; the statistics
-    are per channel and positive."""
+    are per channel, as NumPy computes them."""
     y = bench.make_data(3, 8, 5, torch.float32, torch.device("cpu"))
     assert y.shape == (3, 5, 2, 8, 8) and torch.isfinite(y).all()
     assert 0 <= y[:, 0].min() and y[:, 0].max() < 1
     stats = bench.statistics_of(y)
-    assert all(v.shape == (2,) for v in stats.values())
-    assert (stats["std"] > 0).all() and (stats["tendency_std"] > 0).all()
+    channels = y.numpy().swapaxes(2, -1).reshape(-1, 2)  # [values, C]
+    dydt = np.diff(y.numpy(), axis=1).swapaxes(2, -1).reshape(-1, 2) / bench.DT
+    np.testing.assert_allclose(stats["mean"], channels.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["std"], channels.std(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["tendency_std"], np.sqrt((dydt**2).mean(0)), rtol=1e-5)
 
 
 def test_batches_cycle_through_the_trajectories(bench):
@@ -68,7 +95,10 @@ def test_batches_cycle_through_the_trajectories(bench):
     assert all(b[0].shape == (2, 4) for b in batches)
 
 
-def test_profile_names_every_part(bench, capsys):
+def test_profile_names_every_part(bench, capsys, monkeypatch):
+    """``--profile`` reads its system's size and frames from ``SYSTEMS`` (not ``--size`` and
+    ``--frames``): the test shrinks reaction-diffusion there to 8² and 3 frames."""
+    monkeypatch.setitem(bench.SYSTEMS, "rd", bench.System("reaction-diffusion", bench.DT, 3, 2, 8))
     threads = torch.get_num_threads()
     argv = ["--profile", "--systems", "rd", "--batch", "2", "--size", "8", "--frames", "3"]
     try:

@@ -129,17 +129,19 @@ def test_training_loss_is_the_metrics_area_weighted_mse(float64):
 
 
 class _Kill(pl.Callback):
-    """Simulates a crash in the middle of an epoch."""
+    """Simulates a crash in the middle of an epoch; counts the batches this run trained on."""
 
-    def __init__(self, at_batch: int) -> None:
-        self.at_batch = at_batch  # counted over epochs
+    def __init__(self, at_batch: int | None = None) -> None:
+        self.at_batch, self.batches = at_batch, 0  # at_batch counted over epochs
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.fit_loop.total_batch_idx == self.at_batch:
             raise RuntimeError("killed")
+        self.batches += 1
 
 
-def _resumable_fit(dm, tmp_path, ckpt_path=None, kill_at=None) -> HybridModule:
+def _resumable_fit(dm, tmp_path, ckpt_path=None, kill: _Kill | None = None) -> HybridModule:
+    """Two epochs (or until ``kill`` fires), checkpointing ``last.ckpt`` after each."""
     pl.seed_everything(0)
     model = HybridModule(
         FrictionlessPendulum(omega0_sq=0.5),
@@ -148,22 +150,27 @@ def _resumable_fit(dm, tmp_path, ckpt_path=None, kill_at=None) -> HybridModule:
         optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
     )
     callbacks = [pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)]
-    callbacks += [_Kill(kill_at)] if kill_at is not None else []
-    trainer = _trainer(tmp_path, max_epochs=3, callbacks=callbacks, enable_checkpointing=True)
+    callbacks += [kill] if kill is not None else []
+    trainer = _trainer(tmp_path, max_epochs=2, callbacks=callbacks, enable_checkpointing=True)
     trainer.fit(model, dm, ckpt_path=ckpt_path)
     return model
 
 
 def test_killed_run_resumes_to_the_same_parameters(tiny_nc, tmp_path):
+    """Killed inside epoch 2 and resumed from the end of epoch 1, a run trains epoch 2 alone
+    (a restart from scratch, which the same seed would also bring to the same parameters,
+    would train both) and ends where the uninterrupted run does."""
     train, _ = tiny_nc("pendulum", n=6)
     dm = TrajectoryDataModule(train, ["theta", "omega"], window=10, stride=5, batch_size=4)
     whole = _resumable_fit(dm, tmp_path / "whole")
     steps_per_epoch = len(dm.train_dataloader())
     with pytest.raises(RuntimeError, match="killed"):
-        _resumable_fit(dm, tmp_path / "cut", kill_at=steps_per_epoch + 2)  # inside epoch 2
+        _resumable_fit(dm, tmp_path / "cut", kill=_Kill(steps_per_epoch + 2))  # inside epoch 2
     last = tmp_path / "cut" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0  # the end of epoch 1 is kept
-    resumed = _resumable_fit(dm, tmp_path / "cut", ckpt_path=last)
+    counter = _Kill()
+    resumed = _resumable_fit(dm, tmp_path / "cut", ckpt_path=last, kill=counter)
+    assert counter.batches == steps_per_epoch
     for (name, a), b in zip(whole.named_parameters(), resumed.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7), name
     assert float(whole.objective.lambda_) == pytest.approx(float(resumed.objective.lambda_))
