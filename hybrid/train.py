@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import warnings
-from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -17,6 +14,7 @@ from hybrid.dynamics import Checkpointed, HybridField, rollout
 from hybrid.flow import flow_penalty, observe_past
 from hybrid.models.forced import observe_forcings
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.parts import Part, awaits_grid, build_part
 from hybrid.models.seasonal import observe_dates
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
@@ -24,11 +22,6 @@ from hybrid.physics.parameters import physical_parameters, stored_parameter
 from hybrid.polish import make_polisher, polish_step, polishing
 from hybrid.schedule import clip_outliers, schedule_lr
 from hybrid.warm_start import end_of_batch, start_of_fit
-
-# A prior or network given as a module, or as a class awaiting the data's grid (what the CLI and
-# a checkpoint give: ``class_path`` + ``init_args``; a ``grid`` argument is filled from the data).
-Part = Callable[[Grid], nn.Module] | nn.Module | None
-
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
@@ -163,7 +156,7 @@ class HybridModule(pl.LightningModule):
         self.register_buffer("tendency_std", torch.ones(0))  # [C]
         self.grid: Grid | None = None
         self.field: HybridField | None = None
-        if grid is not None or not any(map(_awaits_grid, self.parts.values())):
+        if grid is not None or not any(map(awaits_grid, self.parts.values())):
             self.build(None if grid is None else Grid.from_description(grid))
 
     def build(self, grid: Grid | None) -> None:
@@ -171,7 +164,7 @@ class HybridModule(pl.LightningModule):
         one; apply ``freeze_physics``."""
         self.grid = grid
         self.hparams["grid"] = None if grid is None else grid.description()
-        physics, correction = (_build(part, grid) for part in self.parts.values())
+        physics, correction = (build_part(part, grid) for part in self.parts.values())
         if self.recompute is not None and correction is not None:
             correction = Checkpointed(correction, chunk=self.recompute)
         self.field = HybridField(physics, correction)
@@ -377,25 +370,6 @@ def _is_plain(value: object) -> bool:
     if isinstance(value, list | tuple):
         return all(_is_plain(v) for v in value)
     return value is None or isinstance(value, bool | int | float | str)
-
-
-def _awaits_grid(part: Part) -> bool:
-    return part is not None and not isinstance(part, nn.Module)
-
-
-def _build(part: Part, grid: Grid | None) -> nn.Module | None:
-    """A part as given, or built from its class, with ``grid`` when the class takes one."""
-    if not _awaits_grid(part):
-        return part
-    takes_grid = "grid" in inspect.signature(_target(part)).parameters
-    return part(grid=grid) if takes_grid else part()
-
-
-def _target(factory: Callable) -> Callable:
-    """The class a factory builds (jsonargparse's factories are partials holding the class)."""
-    if isinstance(factory, functools.partial):
-        return next((a for a in factory.args if isinstance(a, type)), factory.func)
-    return factory
 
 
 def check_data(model: HybridModule, dm: pl.LightningDataModule) -> None:

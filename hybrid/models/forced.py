@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.parts import build_part
 from hybrid.physics.grid import Grid
 
 
@@ -118,17 +119,15 @@ def pad_scalers(net: nn.Module, forcings: int) -> None:
 
 def build_net(net: Callable[[Grid], nn.Module] | nn.Module, grid: Grid | None) -> nn.Module:
     """``net`` as given, or built with ``grid`` when its class takes one: from a factory
-    (:func:`hybrid.train._build`), or from the ``class_path`` and ``init_args`` of a config,
-    which the command line leaves unbuilt inside a part that itself awaits the grid."""
-    from hybrid.train import _build  # hybrid.train imports the models: import on use
-
+    (:func:`hybrid.models.parts.build_part`), or from the ``class_path`` and ``init_args`` of a
+    config, which the command line leaves unbuilt inside a part that itself awaits the grid."""
     spec = net.as_dict() if hasattr(net, "as_dict") else net  # a jsonargparse namespace
     if isinstance(spec, dict) and "class_path" in spec:
         module, _, name = spec["class_path"].rpartition(".")
         cls = getattr(importlib.import_module(module), name)
         args = {k: v for k, v in (spec.get("init_args") or {}).items() if k != "grid"}
-        return _build(functools.partial(cls, **args), grid)
-    return _build(net, grid)
+        return build_part(functools.partial(cls, **args), grid)
+    return build_part(net, grid)
 
 
 class Forced(nn.Module):
