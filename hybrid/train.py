@@ -23,6 +23,7 @@ from hybrid.polish import make_polisher, polish_step, polishing
 from hybrid.schedule import clip_outliers, schedule_lr
 from hybrid.warm_start import end_of_batch, start_of_fit
 
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
