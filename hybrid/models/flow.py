@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.flow import flow_regularisation, normal_flow
+from hybrid.flow import flow_regularisation, normal_flow, streamfunction_flow
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import CONV, pad_geometry
 from hybrid.models.sizes import require_positive
@@ -59,6 +62,14 @@ class FlowEstimator(nn.Module):
             per frame; ``(k-1) C dims`` more input channels): the division ``-∂c/∂t / |∇c|``
             that the network otherwise has to learn. ``0`` (off) or the damping ``η`` of weak
             gradients.
+        output: what the network gives: ``"velocity"``, the components ``(u, v)`` in units of
+            ``U``; or ``"streamfunction"``, one channel ``ψ`` in units of ``U L / 2π`` (``L`` =
+            the smallest spacing times the shortest axis' cells: the streamfunction of a flow
+            of speed ``U`` at the grid's longest wave), whose velocity
+            :func:`hybrid.flow.streamfunction_flow` gives, incompressible by construction (its
+            discrete divergence is zero to round-off on a grid periodic in ``x`` without land;
+            half the unknowns, and the part of the flow across the tracer gradient follows from
+            the part along it). 2-D grids only.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -75,6 +86,7 @@ class FlowEstimator(nn.Module):
         smoothness: float = 0.0,
         magnitude: float = 0.0,
         normal_flow: float = 0.0,
+        output: Literal["velocity", "streamfunction"] = "velocity",
         activation: str = "gelu",
         dims: int = 2,
     ) -> None:
@@ -86,6 +98,15 @@ class FlowEstimator(nn.Module):
             raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
         if normal_flow < 0:
             raise ValueError(f"FlowEstimator normal_flow must be non-negative, got {normal_flow}")
+        if output not in ("velocity", "streamfunction"):
+            raise ValueError(
+                f"FlowEstimator output must be 'velocity' or 'streamfunction', got {output!r}"
+            )
+        if output == "streamfunction" and dims != 2:
+            raise ValueError(
+                f"FlowEstimator output='streamfunction' needs a 2-D grid (dims=2), got dims={dims}:"
+                " a flow along a line has no streamfunction; use output='velocity'"
+            )
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
         weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
@@ -94,7 +115,7 @@ class FlowEstimator(nn.Module):
                 raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
         self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
         self.weights, self.dims, self.components = weights, dims, dims
-        self.normal_flow = normal_flow
+        self.normal_flow, self.output = normal_flow, output
         widths = [hidden * 2**level for level in range(levels + 1)]
         inputs = frames * channels + (dims * (frames - 1) * channels if normal_flow else 0)
         w_in = [inputs] + widths[:-1]
@@ -105,14 +126,16 @@ class FlowEstimator(nn.Module):
         self.up = nn.ModuleList(
             _Block(a + b, b, activation, dims) for a, b in zip(coarse, fine, strict=True)
         )
-        self.head = CONV[dims](hidden, dims, 3)  # one output per velocity component
+        outputs = 1 if output == "streamfunction" else dims  # ψ, or one per velocity component
+        self.head = CONV[dims](hidden, outputs, 3)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self._flow: tuple[Tensor, ...] | None = None
         self._penalty: Tensor | None = None
 
     def net(self, z: Tensor, periodic: tuple[bool, ...]) -> Tensor:
-        """``z: [B, k C, *grid]`` -> ``[B, dims, *grid]`` (velocity in units of ``speed``)."""
+        """``z: [B, k C, *grid]`` -> ``[B, dims, *grid]`` (velocity in units of ``speed``) or
+        ``[B, 1, *grid]`` (streamfunction in units of ``speed · L / 2π``)."""
         skips, h = [], z
         pool = F.avg_pool1d if self.dims == 1 else F.avg_pool2d
         for level, block in enumerate(self.down):
@@ -169,10 +192,18 @@ class FlowEstimator(nn.Module):
         z = z.flatten(1, 2)  # [B, k C, *grid]
         if self.normal_flow:  # [B, k C + (k-1) C dims, *grid]
             z = torch.cat((z, normal_flow(past, grid, self.normal_flow).flatten(1, 3)), 1)
-        out = self.net(z, tuple(grid.periodic))  # -> [B, dims, *grid]
-        out = torch.where(active, out * self.speed, 0.0)
-        self._flow = tuple(out.split(1, dim=1))  # (u[, v]), [B, 1, *grid] each
+        out = self.net(z, tuple(grid.periodic))  # -> [B, dims or 1, *grid]
+        self._flow = self._velocity(out, grid)
         self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
+
+    def _velocity(self, out: Tensor, grid: Grid) -> tuple[Tensor, ...]:
+        """The network's output ``[B, dims or 1, *grid]`` -> ``(u[, v])`` (m/s), ``[B, 1, *grid]``
+        each, zero on land."""
+        if self.output == "streamfunction":
+            unit = self.speed * grid.min_spacing() * min(grid.shape) / (2 * math.pi)  # U L / 2π
+            return streamfunction_flow(out * unit, grid)
+        out = torch.where(grid.active > 0.5, out * self.speed, 0.0)
+        return tuple(out.split(1, dim=1))
 
     def forward(self) -> tuple[Tensor, ...]:
         """The flow estimated by the last :meth:`observe`, ``(u, v)`` (``(u,)`` in 1-D),
