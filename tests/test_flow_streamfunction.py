@@ -118,6 +118,8 @@ def test_a_line_has_no_streamfunction():
         FlowEstimator(dims=1, output="streamfunction")
     with pytest.raises(ValueError, match="'velocity' or 'streamfunction'"):
         FlowEstimator(output="psi")
+    with pytest.raises(ValueError, match="output='streamfunction' only"):
+        FlowEstimator(smoothing=1)
 
 
 def estimator(**kwargs: object) -> FlowEstimator:
@@ -126,10 +128,12 @@ def estimator(**kwargs: object) -> FlowEstimator:
     return FlowEstimator(output="streamfunction", **kwargs)
 
 
-def test_estimator_output_unit_is_the_streamfunction_of_speed_U_at_the_longest_wave():
+@pytest.mark.parametrize("passes", [0, 2])
+def test_estimator_output_unit_is_the_streamfunction_of_speed_U_at_the_longest_wave(passes):
     """A network output ``sin(2π x / L)`` (``L = n Δ``, the box) is ``ψ = U L/2π sin(2π x/L)``:
-    ``v = U cos(2π x / L) sin h / h`` with ``h = 2π/n``, and ``u = 0``; one head channel."""
-    n, f = 16, estimator()
+    ``v = U cos(2π x / L) sin h / h`` with ``h = 2π/n``, and ``u = 0``; one head channel. Each
+    pass of the binomial filter multiplies it by ``cos²(h/2)``."""
+    n, f = 16, estimator(smoothing=passes)
     assert f.head.out_channels == 1
     x = torch.arange(n) * (2 * math.pi / n)
     f.net = lambda z, periodic: torch.sin(x).expand(2, 1, n, n)
@@ -137,13 +141,13 @@ def test_estimator_output_unit_is_the_streamfunction_of_speed_U_at_the_longest_w
     u, v = f()
     h = 2 * math.pi / n
     assert u.shape == v.shape == (2, 1, n, n) and float(u.abs().max()) < 1e-7
-    assert torch.allclose(
-        v, f.speed * torch.cos(x) * math.sin(h) / h * torch.ones_like(v), atol=1e-6
-    )
+    gain = math.sin(h) / h * math.cos(h / 2) ** (2 * passes)
+    assert torch.allclose(v, f.speed * gain * torch.cos(x) * torch.ones_like(v), atol=1e-6)
 
 
-def test_estimated_flow_is_divergence_free_shift_equivariant_and_zero_on_land():
-    f = estimator(divergence=1.0)
+@pytest.mark.parametrize("passes", [0, 2])
+def test_estimated_flow_is_divergence_free_shift_equivariant_and_zero_on_land(passes):
+    f = estimator(divergence=1.0, smoothing=passes)
     with torch.no_grad():
         f.head.weight.normal_()
     grid, past = Grid.regular_box(16, 16, 1e4), torch.randn(1, 3, 1, 16, 16)

@@ -70,6 +70,11 @@ class FlowEstimator(nn.Module):
             discrete divergence is zero to round-off on a grid periodic in ``x`` without land;
             half the unknowns, and the part of the flow across the tracer gradient follows from
             the part along it). 2-D grids only.
+        smoothing: passes of the ``[1, 2, 1]/4`` filter along each axis over ``ψ`` (land set
+            to 0, padded by the geometry) before its curl: each damps a mode of ``k`` cells⁻¹
+            by ``cos²(k/2)`` per axis, the grid-scale steps that the U-Net's nearest upsampling
+            leaves and the curl's difference would amplify into the velocity. ``"streamfunction"``
+            output only; 0 (off) by default.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -87,6 +92,7 @@ class FlowEstimator(nn.Module):
         magnitude: float = 0.0,
         normal_flow: float = 0.0,
         output: Literal["velocity", "streamfunction"] = "velocity",
+        smoothing: int = 0,
         activation: str = "gelu",
         dims: int = 2,
     ) -> None:
@@ -107,6 +113,11 @@ class FlowEstimator(nn.Module):
                 f"FlowEstimator output='streamfunction' needs a 2-D grid (dims=2), got dims={dims}:"
                 " a flow along a line has no streamfunction; use output='velocity'"
             )
+        if smoothing < 0 or (smoothing and output != "streamfunction"):
+            raise ValueError(
+                f"FlowEstimator smoothing must be a non-negative number of passes, and is for "
+                f"output='streamfunction' only; got {smoothing} with output={output!r}"
+            )
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
         weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
@@ -115,7 +126,7 @@ class FlowEstimator(nn.Module):
                 raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
         self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
         self.weights, self.dims, self.components = weights, dims, dims
-        self.normal_flow, self.output = normal_flow, output
+        self.normal_flow, self.output, self.smoothing = normal_flow, output, smoothing
         widths = [hidden * 2**level for level in range(levels + 1)]
         inputs = frames * channels + (dims * (frames - 1) * channels if normal_flow else 0)
         w_in = [inputs] + widths[:-1]
@@ -201,9 +212,20 @@ class FlowEstimator(nn.Module):
         each, zero on land."""
         if self.output == "streamfunction":
             unit = self.speed * grid.min_spacing() * min(grid.shape) / (2 * math.pi)  # U L / 2π
-            return streamfunction_flow(out * unit, grid)
+            return streamfunction_flow(self._smooth(out, grid) * unit, grid)
         out = torch.where(grid.active > 0.5, out * self.speed, 0.0)
         return tuple(out.split(1, dim=1))
+
+    def _smooth(self, psi: Tensor, grid: Grid) -> Tensor:
+        """``smoothing`` passes of the 3x3 binomial filter over ``psi: [B, 1, ny, nx]``."""
+        if not self.smoothing:
+            return psi
+        w = psi.new_tensor([1.0, 2.0, 1.0])
+        kernel = (w[:, None] * w[None, :] / 16)[None, None]  # [1, 1, 3, 3]
+        psi = psi * grid.active
+        for _ in range(self.smoothing):
+            psi = F.conv2d(pad_geometry(psi, tuple(grid.periodic), 1), kernel)
+        return psi
 
     def forward(self) -> tuple[Tensor, ...]:
         """The flow estimated by the last :meth:`observe`, ``(u, v)`` (``(u,)`` in 1-D),
