@@ -116,16 +116,25 @@ def test_a_line_has_no_streamfunction():
         streamfunction_flow(torch.zeros(8), Grid.regular_line(8, 1.0))
     with pytest.raises(ValueError, match="no streamfunction; use output='velocity'"):
         FlowEstimator(dims=1, output="streamfunction")
-    with pytest.raises(ValueError, match="'velocity' or 'streamfunction'"):
+    with pytest.raises(ValueError, match="no streamfunction; use output='velocity'"):
+        FlowEstimator(dims=1, output="both")
+    with pytest.raises(ValueError, match="must be one of"):
         FlowEstimator(output="psi")
-    with pytest.raises(ValueError, match="output='streamfunction' only"):
+    with pytest.raises(ValueError, match="smooths a streamfunction only"):
         FlowEstimator(smoothing=1)
 
 
 def estimator(**kwargs: object) -> FlowEstimator:
     torch.manual_seed(0)
-    kwargs = {"frames": 3, "hidden": 4, "levels": 2, "speed": 0.5, **kwargs}
-    return FlowEstimator(output="streamfunction", **kwargs)
+    kwargs = {
+        "frames": 3,
+        "hidden": 4,
+        "levels": 2,
+        "speed": 0.5,
+        "output": "streamfunction",
+        **kwargs,
+    }
+    return FlowEstimator(**kwargs)
 
 
 @pytest.mark.parametrize("passes", [0, 2])
@@ -165,3 +174,20 @@ def test_estimated_flow_is_divergence_free_shift_equivariant_and_zero_on_land(pa
     f.observe(past, land)
     assert not f()[0][..., ~active].any() and not f()[1][..., ~active].any()
     assert f()[0][..., active].abs().max() > 0
+
+
+def test_both_adds_the_velocity_channels_to_the_curl():
+    """``output="both"``: channel 0 is ``ψ`` (as above), channels 1-2 a velocity in units of
+    ``U`` added to its curl: ``sin(2π x/L)`` and ``(0.2, -0.4)`` give ``v = U (cos(2π x/L) sin h
+    / h - 0.4)``, ``u = 0.2 U``; three head channels."""
+    n, f = 16, estimator(output="both")
+    assert f.head.out_channels == 3
+    x = torch.arange(n) * (2 * math.pi / n)
+    psi = torch.sin(x).expand(2, 1, n, n)
+    f.net = lambda z, periodic: torch.cat((psi, 0.2 + 0 * psi, -0.4 + 0 * psi), 1)
+    f.observe(torch.randn(2, 3, 1, n, n), Grid.regular_box(n, n, 1e4))
+    u, v = f()
+    h = 2 * math.pi / n
+    assert torch.allclose(u, torch.full_like(u, 0.2 * f.speed), atol=1e-6)
+    want = f.speed * (math.sin(h) / h * torch.cos(x) - 0.4) * torch.ones_like(v)
+    assert torch.allclose(v, want, atol=1e-6)

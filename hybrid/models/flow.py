@@ -17,6 +17,8 @@ from hybrid.models.conv import CONV, pad_geometry
 from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
 
+OUTPUTS = ("velocity", "streamfunction", "both")
+
 
 class _Block(nn.Module):
     """``σ(conv(σ(conv(x))))``, 3x3 (or width-3 1-D) convolutions padded by the geometry given at
@@ -69,12 +71,14 @@ class FlowEstimator(nn.Module):
             :func:`hybrid.flow.streamfunction_flow` gives, incompressible by construction (its
             discrete divergence is zero to round-off on a grid periodic in ``x`` without land;
             half the unknowns, and the part of the flow across the tracer gradient follows from
-            the part along it). 2-D grids only.
+            the part along it); or ``"both"``, ``ψ`` and ``(u, v)`` (three channels), the
+            velocity added to ``ψ``'s curl (the divergence penalty then bears on it alone).
+            ``ψ`` on 2-D grids only.
         smoothing: passes of the ``[1, 2, 1]/4`` filter along each axis over ``ψ`` (land set
             to 0, padded by the geometry) before its curl: each damps a mode of ``k`` cells⁻¹
             by ``cos²(k/2)`` per axis, the grid-scale steps that the U-Net's nearest upsampling
             leaves and the curl's difference would amplify into the velocity. ``"streamfunction"``
-            output only; 0 (off) by default.
+            or ``"both"`` output only; 0 (off) by default.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -91,7 +95,7 @@ class FlowEstimator(nn.Module):
         smoothness: float = 0.0,
         magnitude: float = 0.0,
         normal_flow: float = 0.0,
-        output: Literal["velocity", "streamfunction"] = "velocity",
+        output: Literal["velocity", "streamfunction", "both"] = "velocity",
         smoothing: int = 0,
         activation: str = "gelu",
         dims: int = 2,
@@ -104,19 +108,17 @@ class FlowEstimator(nn.Module):
             raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
         if normal_flow < 0:
             raise ValueError(f"FlowEstimator normal_flow must be non-negative, got {normal_flow}")
-        if output not in ("velocity", "streamfunction"):
+        if output not in OUTPUTS:
+            raise ValueError(f"FlowEstimator output must be one of {OUTPUTS}, got {output!r}")
+        if output != "velocity" and dims != 2:
             raise ValueError(
-                f"FlowEstimator output must be 'velocity' or 'streamfunction', got {output!r}"
-            )
-        if output == "streamfunction" and dims != 2:
-            raise ValueError(
-                f"FlowEstimator output='streamfunction' needs a 2-D grid (dims=2), got dims={dims}:"
+                f"FlowEstimator output={output!r} needs a 2-D grid (dims=2), got dims={dims}:"
                 " a flow along a line has no streamfunction; use output='velocity'"
             )
-        if smoothing < 0 or (smoothing and output != "streamfunction"):
+        if smoothing < 0 or (smoothing and output == "velocity"):
             raise ValueError(
-                f"FlowEstimator smoothing must be a non-negative number of passes, and is for "
-                f"output='streamfunction' only; got {smoothing} with output={output!r}"
+                f"FlowEstimator smoothing must be a non-negative number of passes, and smooths "
+                f"a streamfunction only; got {smoothing} with output={output!r}"
             )
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
@@ -137,7 +139,7 @@ class FlowEstimator(nn.Module):
         self.up = nn.ModuleList(
             _Block(a + b, b, activation, dims) for a, b in zip(coarse, fine, strict=True)
         )
-        outputs = 1 if output == "streamfunction" else dims  # ψ, or one per velocity component
+        outputs = {"velocity": dims, "streamfunction": 1, "both": 1 + dims}[output]  # (ψ,) u, v
         self.head = CONV[dims](hidden, outputs, 3)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -203,18 +205,21 @@ class FlowEstimator(nn.Module):
         z = z.flatten(1, 2)  # [B, k C, *grid]
         if self.normal_flow:  # [B, k C + (k-1) C dims, *grid]
             z = torch.cat((z, normal_flow(past, grid, self.normal_flow).flatten(1, 3)), 1)
-        out = self.net(z, tuple(grid.periodic))  # -> [B, dims or 1, *grid]
+        out = self.net(z, tuple(grid.periodic))  # -> [B, outputs, *grid]
         self._flow = self._velocity(out, grid)
         self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
 
     def _velocity(self, out: Tensor, grid: Grid) -> tuple[Tensor, ...]:
-        """The network's output ``[B, dims or 1, *grid]`` -> ``(u[, v])`` (m/s), ``[B, 1, *grid]``
-        each, zero on land."""
-        if self.output == "streamfunction":
+        """The network's output ``[B, (1 +) dims or 1, *grid]`` (``ψ`` first) -> ``(u[, v])``
+        (m/s), ``[B, 1, *grid]`` each, zero on land."""
+        terms = []
+        if self.output != "streamfunction":
+            w = out[:, -self.dims :]  # [B, dims, *grid]
+            terms.append(torch.where(grid.active > 0.5, w * self.speed, 0.0).split(1, dim=1))
+        if self.output != "velocity":
             unit = self.speed * grid.min_spacing() * min(grid.shape) / (2 * math.pi)  # U L / 2π
-            return streamfunction_flow(self._smooth(out, grid) * unit, grid)
-        out = torch.where(grid.active > 0.5, out * self.speed, 0.0)
-        return tuple(out.split(1, dim=1))
+            terms.append(streamfunction_flow(self._smooth(out[:, :1], grid) * unit, grid))
+        return tuple(sum(parts) for parts in zip(*terms, strict=True))
 
     def _smooth(self, psi: Tensor, grid: Grid) -> Tensor:
         """``smoothing`` passes of the 3x3 binomial filter over ``psi: [B, 1, ny, nx]``."""
