@@ -73,12 +73,13 @@ class FlowEstimator(nn.Module):
             half the unknowns, and the part of the flow across the tracer gradient follows from
             the part along it); or ``"both"``, ``ψ`` and ``(u, v)`` (three channels), the
             velocity added to ``ψ``'s curl (the divergence penalty then bears on it alone).
-            ``ψ`` on 2-D grids only.
+            ``ψ`` on 2-D grids only. On the moving-flow box both ``ψ`` outputs forecast worse
+            than ``"velocity"`` at short leads (``NOTES.md``, session 6).
         smoothing: passes of the ``[1, 2, 1]/4`` filter along each axis over ``ψ`` (land set
             to 0, padded by the geometry) before its curl: each damps a mode of ``k`` cells⁻¹
-            by ``cos²(k/2)`` per axis, the grid-scale steps that the U-Net's nearest upsampling
-            leaves and the curl's difference would amplify into the velocity. ``"streamfunction"``
-            or ``"both"`` output only; 0 (off) by default.
+            by ``cos²(k/2)`` per axis: meant against grid-scale steps in ``ψ`` that the curl's
+            difference would amplify (it did not help on the moving-flow box). ``ψ`` outputs
+            only; 0 (off) by default.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -147,8 +148,8 @@ class FlowEstimator(nn.Module):
         self._penalty: Tensor | None = None
 
     def net(self, z: Tensor, periodic: tuple[bool, ...]) -> Tensor:
-        """``z: [B, k C, *grid]`` -> ``[B, dims, *grid]`` (velocity in units of ``speed``) or
-        ``[B, 1, *grid]`` (streamfunction in units of ``speed · L / 2π``)."""
+        """``z: [B, k C, *grid]`` -> ``[B, outputs, *grid]``: the streamfunction first (in units
+        of ``speed · L / 2π``) where there is one, then the velocity (in units of ``speed``)."""
         skips, h = [], z
         pool = F.avg_pool1d if self.dims == 1 else F.avg_pool2d
         for level, block in enumerate(self.down):
