@@ -100,6 +100,39 @@ def normal_flow(frames: Tensor, grid: Grid, damping: float = 0.1) -> Tensor:
     return -(nxt - prev)[:, :, :, None] * g / (sq + floor) * grid.active
 
 
+def streamfunction_flow(psi: Tensor, grid: Grid) -> tuple[Tensor, Tensor]:
+    """The incompressible velocity of a streamfunction: ``u = -∂ψ/∂y``, ``v = ∂ψ/∂x`` on a box,
+    ``u = -(1/R) ∂ψ/∂φ``, ``v = (1/(R cos φ)) ∂ψ/∂λ`` on a lat-lon grid, at cell centres.
+
+    ``v`` is the centred ``∂ψ/∂x`` of :func:`operators.gradient` (one-sided at closed faces);
+    with ``L_n`` the open length of the face north of row ``j``, ``Δx`` the zonal centre spacing
+    and ``q = ψ / (2 Δx)``: ``P_j = L_n (q_j + q_{j+1})``, ``u_j = -(P_j - P_{j-1}) / L_e``
+    (``P_j - P_{j-1} ≈ L_n Δy ∂(ψ/Δx)/∂y``; on a box, ``u`` is the centred ``-∂ψ/∂y``). Then
+    the prior's divergence (:func:`operators.divergence`, face-averaged normal velocities) is
+    zero to round-off wherever every zonal face is open: a box or lat-lon band periodic in
+    ``x`` without land, walls north and south allowed (a closed face has ``L_n = 0``). Next to
+    land or an east/west wall it is zero only to the stencil's order. Land cells get zero
+    velocity. Second-order accurate, first order in the rows next to a north or south wall.
+
+    Args:
+        psi: ``[..., ny, nx]`` streamfunction (m²/s).
+        grid: a 2-D grid.
+    Returns:
+        ``(u, v)``, eastward and northward (m/s), each ``[..., ny, nx]``.
+    Raises:
+        ValueError: on a 1-D grid (a flow along a line has no streamfunction).
+    """
+    if grid.ndim != 2:
+        raise ValueError(
+            f"a streamfunction needs a 2-D grid, got a {grid.ndim}-D grid of shape {grid.shape}"
+        )
+    v = operators.gradient(psi, grid)[0]
+    q = psi / (2 * grid.dx_east)  # ψ / (2 Δx), Δx = R cos φ Δλ on the sphere
+    p = grid.faces(1)[2] * (q + operators.north(q))  # [..., ny, nx] at north faces, 0 at walls
+    u = -(p - torch.roll(p, 1, dims=-2)) / grid.len_east * grid.active
+    return u, v
+
+
 def gradient_mask(c: Tensor, grid: Grid, threshold: float = 0.1) -> Tensor:
     """Cells where the tracer gradient is not negligible: ``|∇c| > threshold · RMS|∇c|`` (RMS
     over each field's active cells). ``c``: ``[..., *grid]`` -> bool of the same shape.

@@ -4,15 +4,20 @@
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.flow import flow_regularisation, normal_flow
+from hybrid.flow import flow_regularisation, normal_flow, streamfunction_flow
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import CONV, pad_geometry
 from hybrid.models.sizes import require_positive
 from hybrid.physics.grid import Grid
+
+OUTPUTS = ("velocity", "streamfunction", "both")
 
 
 class _Block(nn.Module):
@@ -59,6 +64,22 @@ class FlowEstimator(nn.Module):
             per frame; ``(k-1) C dims`` more input channels): the division ``-∂c/∂t / |∇c|``
             that the network otherwise has to learn. ``0`` (off) or the damping ``η`` of weak
             gradients.
+        output: what the network gives: ``"velocity"``, the components ``(u, v)`` in units of
+            ``U``; or ``"streamfunction"``, one channel ``ψ`` in units of ``U L / 2π`` (``L`` =
+            the smallest spacing times the shortest axis' cells: the streamfunction of a flow
+            of speed ``U`` at the grid's longest wave), whose velocity
+            :func:`hybrid.flow.streamfunction_flow` gives, incompressible by construction (its
+            discrete divergence is zero to round-off on a grid periodic in ``x`` without land;
+            half the unknowns, and the part of the flow across the tracer gradient follows from
+            the part along it); or ``"both"``, ``ψ`` and ``(u, v)`` (three channels), the
+            velocity added to ``ψ``'s curl (the divergence penalty then bears on it alone).
+            ``ψ`` on 2-D grids only. On the moving-flow box both ``ψ`` outputs forecast worse
+            than ``"velocity"`` at short leads (``NOTES.md``, session 6).
+        smoothing: passes of the ``[1, 2, 1]/4`` filter along each axis over ``ψ`` (land set
+            to 0, padded by the geometry) before its curl: each damps a mode of ``k`` cells⁻¹
+            by ``cos²(k/2)`` per axis: meant against grid-scale steps in ``ψ`` that the curl's
+            difference would amplify (it did not help on the moving-flow box). ``ψ`` outputs
+            only; 0 (off) by default.
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -75,6 +96,8 @@ class FlowEstimator(nn.Module):
         smoothness: float = 0.0,
         magnitude: float = 0.0,
         normal_flow: float = 0.0,
+        output: Literal["velocity", "streamfunction", "both"] = "velocity",
+        smoothing: int = 0,
         activation: str = "gelu",
         dims: int = 2,
     ) -> None:
@@ -86,6 +109,18 @@ class FlowEstimator(nn.Module):
             raise ValueError(f"FlowEstimator levels must be non-negative, got {levels}")
         if normal_flow < 0:
             raise ValueError(f"FlowEstimator normal_flow must be non-negative, got {normal_flow}")
+        if output not in OUTPUTS:
+            raise ValueError(f"FlowEstimator output must be one of {OUTPUTS}, got {output!r}")
+        if output != "velocity" and dims != 2:
+            raise ValueError(
+                f"FlowEstimator output={output!r} needs a 2-D grid (dims=2), got dims={dims}:"
+                " a flow along a line has no streamfunction; use output='velocity'"
+            )
+        if smoothing < 0 or (smoothing and output == "velocity"):
+            raise ValueError(
+                f"FlowEstimator smoothing must be a non-negative number of passes, and smooths "
+                f"a streamfunction only; got {smoothing} with output={output!r}"
+            )
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
         weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
@@ -94,7 +129,7 @@ class FlowEstimator(nn.Module):
                 raise ValueError(f"FlowEstimator {name} weight must be non-negative, got {value}")
         self.frames, self.channels, self.levels, self.speed = frames, channels, levels, speed
         self.weights, self.dims, self.components = weights, dims, dims
-        self.normal_flow = normal_flow
+        self.normal_flow, self.output, self.smoothing = normal_flow, output, smoothing
         widths = [hidden * 2**level for level in range(levels + 1)]
         inputs = frames * channels + (dims * (frames - 1) * channels if normal_flow else 0)
         w_in = [inputs] + widths[:-1]
@@ -105,14 +140,16 @@ class FlowEstimator(nn.Module):
         self.up = nn.ModuleList(
             _Block(a + b, b, activation, dims) for a, b in zip(coarse, fine, strict=True)
         )
-        self.head = CONV[dims](hidden, dims, 3)  # one output per velocity component
+        outputs = {"velocity": dims, "streamfunction": 1, "both": 1 + dims}[output]  # (ψ,) u, v
+        self.head = CONV[dims](hidden, outputs, 3)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self._flow: tuple[Tensor, ...] | None = None
         self._penalty: Tensor | None = None
 
     def net(self, z: Tensor, periodic: tuple[bool, ...]) -> Tensor:
-        """``z: [B, k C, *grid]`` -> ``[B, dims, *grid]`` (velocity in units of ``speed``)."""
+        """``z: [B, k C, *grid]`` -> ``[B, outputs, *grid]``: the streamfunction first (in units
+        of ``speed · L / 2π``) where there is one, then the velocity (in units of ``speed``)."""
         skips, h = [], z
         pool = F.avg_pool1d if self.dims == 1 else F.avg_pool2d
         for level, block in enumerate(self.down):
@@ -169,10 +206,32 @@ class FlowEstimator(nn.Module):
         z = z.flatten(1, 2)  # [B, k C, *grid]
         if self.normal_flow:  # [B, k C + (k-1) C dims, *grid]
             z = torch.cat((z, normal_flow(past, grid, self.normal_flow).flatten(1, 3)), 1)
-        out = self.net(z, tuple(grid.periodic))  # -> [B, dims, *grid]
-        out = torch.where(active, out * self.speed, 0.0)
-        self._flow = tuple(out.split(1, dim=1))  # (u[, v]), [B, 1, *grid] each
+        out = self.net(z, tuple(grid.periodic))  # -> [B, outputs, *grid]
+        self._flow = self._velocity(out, grid)
         self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
+
+    def _velocity(self, out: Tensor, grid: Grid) -> tuple[Tensor, ...]:
+        """The network's output ``[B, (1 +) dims or 1, *grid]`` (``ψ`` first) -> ``(u[, v])``
+        (m/s), ``[B, 1, *grid]`` each, zero on land."""
+        terms = []
+        if self.output != "streamfunction":
+            w = out[:, -self.dims :]  # [B, dims, *grid]
+            terms.append(torch.where(grid.active > 0.5, w * self.speed, 0.0).split(1, dim=1))
+        if self.output != "velocity":
+            unit = self.speed * grid.min_spacing() * min(grid.shape) / (2 * math.pi)  # U L / 2π
+            terms.append(streamfunction_flow(self._smooth(out[:, :1], grid) * unit, grid))
+        return tuple(sum(parts) for parts in zip(*terms, strict=True))
+
+    def _smooth(self, psi: Tensor, grid: Grid) -> Tensor:
+        """``smoothing`` passes of the 3x3 binomial filter over ``psi: [B, 1, ny, nx]``."""
+        if not self.smoothing:
+            return psi
+        w = psi.new_tensor([1.0, 2.0, 1.0])
+        kernel = (w[:, None] * w[None, :] / 16)[None, None]  # [1, 1, 3, 3]
+        psi = psi * grid.active
+        for _ in range(self.smoothing):
+            psi = F.conv2d(pad_geometry(psi, tuple(grid.periodic), 1), kernel)
+        return psi
 
     def forward(self) -> tuple[Tensor, ...]:
         """The flow estimated by the last :meth:`observe`, ``(u, v)`` (``(u,)`` in 1-D),
