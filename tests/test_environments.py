@@ -8,6 +8,7 @@ from torch.func import functional_call
 
 from hybrid.dynamics import HybridField
 from hybrid.environments import (
+    CircularConvNet,
     Coda,
     EnvironmentCorrection,
     Hyper,
@@ -58,6 +59,29 @@ def test_independent_loops_conv_nets_like_vmapped_mlps():
         net.per_environment["head__conv__weight"][1].normal_()
     out = net(None, torch.rand(4, 2, 8, 8))
     assert out[:2].abs().max() == 0 and out[2:].abs().max() > 0  # env 0 keeps the zero head
+
+
+def test_circular_conv_net_is_the_reference_gray_scott_network():
+    """The LEADS reference's ``nn.Conv2d(padding_mode="circular")`` stack with SiLU, run on the
+    raw state and scaled by 1e-3, gives the same tendency; weights start at N(0, 0.1²), biases 0."""
+    torch.manual_seed(0)
+    net = CircularConvNet(2, hidden=16, depth=4, std=0.1, scale=1e-3)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(float(c.bias.abs().max()) == 0 for c in convs)
+    weights = torch.cat([c.weight.flatten() for c in convs])
+    assert float(weights.std()) == pytest.approx(0.1, rel=0.05)
+    with torch.no_grad():
+        for c in convs:
+            c.bias.normal_()  # a bias the check can see
+    layers = []
+    for c in convs:
+        ref = torch.nn.Conv2d(c.in_channels, c.out_channels, 3, padding=1, padding_mode="circular")
+        ref.load_state_dict(c.state_dict())
+        layers += [ref, torch.nn.SiLU()]
+    reference = torch.nn.Sequential(*layers[:-1])
+    y = torch.rand(3, 5, 2, 8, 12)  # [E*b, W, C, ny, nx]
+    expected = 1e-3 * reference(y.flatten(0, 1)).view_as(y)
+    assert torch.allclose(net(None, y), expected, atol=1e-9, rtol=1e-5)
 
 
 def test_hyper_starts_as_the_reference_linear_layer():

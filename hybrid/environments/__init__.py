@@ -6,7 +6,12 @@ shared part frozen (``EnvironmentModule(adapt_from=...)``).
 """
 
 from hybrid.environments.module import EnvironmentModule
-from hybrid.environments.networks import EnvironmentCorrection, Hyper, Independent
+from hybrid.environments.networks import (
+    CircularConvNet,
+    EnvironmentCorrection,
+    Hyper,
+    Independent,
+)
 from hybrid.environments.objectives import (
     Coda,
     EnvironmentFit,
@@ -17,6 +22,7 @@ from hybrid.environments.objectives import (
 from hybrid.environments.parameters import PerEnvironment
 
 __all__ = [
+    "CircularConvNet",
     "Coda",
     "EnvironmentCorrection",
     "EnvironmentFit",

@@ -6,7 +6,7 @@ network with each environment's weights (``torch.func.functional_call``), batche
 environments by ``torch.vmap`` (3x faster than a loop for the LV MLPs), or environment by
 environment for conv nets, whose channels-last memory ``vmap`` does not support.
 ``EnvironmentCorrection`` sums a shared network and a
-per-environment one.
+per-environment one. ``CircularConvNet`` is the LEADS reference's Gray-Scott network.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hybrid.environments.layout import by_environment
+from hybrid.models.activations import activation as make_activation
+from hybrid.models.conv import GridConv
+from hybrid.models.sizes import require_positive
 
 
 def _as_buffers(module: nn.Module) -> dict[str, Tensor]:
@@ -153,3 +156,52 @@ class EnvironmentCorrection(nn.Module):
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         terms = [f(t, y) for f in (self.shared, self.specific) if f is not None]
         return sum(terms[1:], terms[0])
+
+
+class CircularConvNet(nn.Module):
+    """``dy/dt = s · conv_d(σ(… σ(conv_1(y))))``: the LEADS reference's Gray-Scott network.
+
+    ``depth`` circular 3x3 convolutions ``C -> hidden -> … -> hidden -> C`` with ``σ`` between
+    them, on the raw state (no normalisation), every weight drawn from ``N(0, std²)``, every bias
+    zero, the output times ``scale`` (the reference: depth 4, hidden 64, Swish, std 0.1,
+    scale 1e-3). ``t`` is unused.
+
+    Args:
+        channels: state channels ``C``.
+        hidden: width of the hidden layers.
+        depth: number of convolutions (at least 2).
+        activation: ``"silu"`` (default; the reference's Swish has a learnt slope near 1 and a
+            1/1.1 factor), ``"gelu"``, ``"tanh"`` or ``"relu"``.
+        std: standard deviation of the initial weights.
+        scale: ``s``, the output factor.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int = 64,
+        depth: int = 4,
+        activation: str = "silu",
+        std: float = 0.1,
+        scale: float = 1.0e-3,
+    ) -> None:
+        super().__init__()
+        require_positive("CircularConvNet", channels=channels, hidden=hidden)
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2 (a hidden and a last layer), got {depth}")
+        widths = [channels] + [hidden] * (depth - 1) + [channels]
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            conv = GridConv(w_in, w_out, (True, True))
+            nn.init.normal_(conv.conv.weight, 0.0, std)
+            nn.init.zeros_(conv.conv.bias)
+            layers += [conv, make_activation(activation)]
+        self.net = nn.Sequential(*layers[:-1])
+        self.scale = scale
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        """``y: [..., C, ny, nx]`` -> ``dy/dt`` of the same shape."""
+        lead, field = y.shape[:-3], y.shape[-3:]
+        z = y.reshape(-1, *field).contiguous(memory_format=torch.channels_last)  # see conv.py
+        out = (self.net(z) * self.scale).contiguous()
+        return out.reshape(*lead, *field)
