@@ -74,7 +74,22 @@ def frame_phases(time: xr.DataArray) -> tuple[np.ndarray, float]:
     return year_fraction(time, kind), YEAR_DAYS[calendar] * 86400.0
 
 
-class DatedWindows(Dataset):
+class WindowsWith(Dataset):
+    """A split's windows with something added to each item; every other attribute is the
+    wrapped ``windows``' (its ``index``, ``window``, ...)."""
+
+    windows: Dataset
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getattr__(self, name: str):
+        if name == "windows":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.windows, name)
+
+
+class DatedWindows(WindowsWith):
     """``windows`` whose item ``i`` is ``(t, y, date)``, ``date = (f(0), Y)``: ``[2]`` float64,
     the phase of the year of the window's first frame and the calendar's year (s)
     (:func:`frame_phases`). Every other attribute is ``windows``'.
@@ -88,14 +103,6 @@ class DatedWindows(Dataset):
         self.windows = windows
         phase, self.year = frame_phases(time)
         self.phase = torch.from_numpy(np.asarray(phase, np.float64))  # [T]
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getattr__(self, name: str):
-        if name == "windows":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.windows, name)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         _, s = self.windows.index[i]
@@ -160,7 +167,7 @@ class ForcingFrames:
         return np.array(mean), np.maximum(np.array(std), 1e-12)
 
 
-class ForcedWindows(Dataset):
+class ForcedWindows(WindowsWith):
     """``windows`` whose item ``i`` ends with the window's forcing frames ``[W, n, *grid]``
     (float32, normalised): ``(t, y[, date], F)``. Every other attribute is ``windows``'.
 
@@ -171,14 +178,6 @@ class ForcedWindows(Dataset):
 
     def __init__(self, windows: Dataset, forcing: ForcingFrames) -> None:
         self.windows, self.forcing = windows, forcing
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getattr__(self, name: str):
-        if name == "windows":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.windows, name)
 
     def __getitem__(self, i: int) -> tuple[Tensor, ...]:
         n, s = self.windows.index[i]
