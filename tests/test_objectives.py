@@ -133,10 +133,10 @@ def test_check_accepts_the_right_parts(objective, physics, correction):
 @pytest.mark.parametrize(
     "kwargs, shown",
     [
-        ({"lambda_0": -1.0}, "got -1.0, 0.001, 1"),
+        ({"lambda_0": -1.0}, "got -1.0, 1000.0, 1"),
         ({"tau_2": -0.5}, "got 1.0, -0.5, 1"),
-        ({"n_iter": 0}, "got 1.0, 0.001, 0"),
-        ({"n_iter": -2}, "got 1.0, 0.001, -2"),
+        ({"n_iter": 0}, "got 1.0, 1000.0, 0"),
+        ({"n_iter": -2}, "got 1.0, 1000.0, -2"),
     ],
 )
 def test_aphynity_rejects_bad_settings(kwargs, shown):

@@ -16,3 +16,15 @@ class Decay(nn.Module):
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         return -self.log_r.exp() * y
+
+
+class Spring(nn.Module):
+    """dx/dt = v, dv/dt = −k·x on ``[..., 2]`` states ``(x, v)``, k stored as its log."""
+
+    def __init__(self, k: float = 1.0) -> None:
+        super().__init__()
+        self.log_k = nn.Parameter(torch.tensor(float(k)).log())
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        x, v = y.unbind(-1)
+        return torch.stack((v, -self.log_k.exp() * x), -1)
