@@ -9,6 +9,7 @@ The only module that imports ``lightning.pytorch.cli``. Priors and networks are 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -66,65 +67,22 @@ def simulate(
         print(f"wrote {plot_dataset(first, output.with_suffix('.png'))}")
 
 
-def evaluate(
-    *,
-    ckpt_path: Path,
-    output: Path,
-    data_path: str | None = None,
-    lead_steps: int | None = None,
-    batch_size: int = 64,
-    overwrite: bool = False,
-) -> None:
-    """Forecast from every test start over all leads, score against the baselines, and write
-    ``metrics.json``, ``metrics.nc``, ``forecast.nc``, ``summary.md`` and plots into OUTPUT.
-
-    Args:
-        ckpt_path: checkpoint of a ``hybrid fit`` run.
-        output: folder to write (built beside it and renamed at the end).
-        data_path: NetCDF file(s) to evaluate on (default: the run's test data).
-        lead_steps: forecast length in data steps (default: the run's eval window).
-        batch_size: forecasts per batch.
-        overwrite: replace an existing output folder.
-    """
+def evaluate(**options) -> None:
+    """``hybrid.evaluate.evaluate`` (whose signature and docstring are this command's), then its
+    summary."""
     from hybrid.evaluate import evaluate as run
 
-    report = run(
-        ckpt_path,
-        output,
-        data_path=data_path,
-        lead_steps=lead_steps,
-        batch_size=batch_size,
-        overwrite=overwrite,
-    )
+    report, output = run(**options), options["output"]
     print((Path(output) / "summary.md").read_text())
     print(f"model beats (every lead after the first): {report['model_beats']}")
     print(f"wrote {output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
 
 
-def predict(
-    *,
-    ckpt_path: Path,
-    output: Path,
-    data_path: str | None = None,
-    lead_steps: int | None = None,
-    batch_size: int = 64,
-    overwrite: bool = False,
-) -> None:
-    """Forecast from every test start over all leads and write them as CF NetCDF OUTPUT
-    (dims ``time`` = initialisation, ``prediction_timedelta`` = lead, then the data's own).
-
-    Args:
-        ckpt_path: checkpoint of a ``hybrid fit`` run.
-        output: NetCDF file to write (under a temporary name, renamed at the end).
-        data_path: NetCDF file(s) to forecast from (default: the run's test data).
-        lead_steps: forecast length in data steps (default: the run's eval window).
-        batch_size: forecasts per batch.
-        overwrite: replace an existing output.
-    """
+def predict(**options) -> None:
+    """``hybrid.evaluate.predict`` (whose signature and docstring are this command's)."""
     from hybrid.evaluate import predict as run
 
-    options = {"data_path": data_path, "lead_steps": lead_steps, "batch_size": batch_size}
-    print(f"wrote {run(ckpt_path, output, **options, overwrite=overwrite)}")
+    print(f"wrote {run(**options)}")
 
 
 def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
@@ -179,10 +137,13 @@ def function_main(name: str, argv: Sequence[str]) -> None:
     """Parse ``argv`` against the signature of ``COMMANDS[name]`` and call it."""
     from jsonargparse import ArgumentParser
 
-    func = COMMANDS[name]
-    parser = ArgumentParser(prog=f"hybrid {name}", description=func.__doc__.split("\n\n")[0])
+    func = signature = COMMANDS[name]
+    if name in ("evaluate", "predict"):  # the library's own signature and help, as options
+        signature = getattr(importlib.import_module("hybrid.evaluate"), name)
+    doc = signature.__doc__.split("\n\n")[0]
+    parser = ArgumentParser(prog=f"hybrid {name}", description=doc)
     parser.add_argument("--config", action="config", help="YAML file of these arguments")
-    parser.add_function_arguments(func, as_positional=True)
+    parser.add_function_arguments(signature, as_positional=signature is func)
     cfg = parser.parse_args(list(argv))
     func(**{k: v for k, v in vars(cfg).items() if k not in ("config", "__path__")})
 

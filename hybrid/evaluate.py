@@ -459,8 +459,19 @@ def predict(
     batch_size: int = 64,
     overwrite: bool = False,
 ) -> Path:
-    """The model's forecasts from every test start as CF NetCDF ``output`` (``forecast.nc`` of
-    :func:`evaluate`, alone), written under a temporary name and renamed."""
+    """Forecast from every test start over all leads and write them as CF NetCDF OUTPUT
+    (dims ``time`` = initialisation, ``prediction_timedelta`` = lead, then the data's own).
+
+    The ``forecast.nc`` of :func:`evaluate`, alone.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: NetCDF file to write (under a temporary name, renamed at the end).
+        data_path: NetCDF file(s) to forecast from (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output.
+    """
     out = Path(output)
     refuse_to_replace(out, overwrite)
     model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
@@ -483,7 +494,19 @@ def evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint into the folder ``output``; returns the ``metrics.json`` report."""
+    """Forecast from every test start over all leads, score against the baselines, and write
+    ``metrics.json``, ``metrics.nc``, ``forecast.nc``, ``summary.md`` and plots into OUTPUT.
+
+    Returns the ``metrics.json`` report.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: folder to write (built beside it and renamed at the end).
+        data_path: NetCDF file(s) to evaluate on (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output folder.
+    """
     out = Path(output)
     refuse_to_replace(out, overwrite)
     model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
