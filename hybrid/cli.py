@@ -42,19 +42,14 @@ def simulate(
     """
     from hybrid.data.environments import EnvironmentSpec, first_environment, simulate_environments
     from hybrid.data.io import write_netcdf
-    from hybrid.data.protocols import DATASETS, ENVIRONMENT_DATASETS, build
+    from hybrid.data.protocols import build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
-    if dataset not in {**DATASETS, **ENVIRONMENT_DATASETS}:
-        known = sorted({**DATASETS, **ENVIRONMENT_DATASETS})
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {known}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
-    output = Path(output)
+    spec, output = build(dataset), Path(output)  # build names the datasets; the split is checked
+    # before integrating (hybrid.data.simulate.initial_states)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
-    spec = build(dataset)
     if isinstance(spec, EnvironmentSpec):  # several environments: an `environment` dim
         ds = simulate_environments(spec, split, seed=seed, n_samples=n_samples)
     else:
