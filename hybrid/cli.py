@@ -41,15 +41,14 @@ def simulate(
         plot: also write ``OUTPUT.png``.
     """
     from hybrid.data.environments import EnvironmentSpec, first_environment, simulate_environments
-    from hybrid.data.io import write_netcdf
+    from hybrid.data.io import refuse_to_replace, write_netcdf
     from hybrid.data.protocols import build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
     spec, output = build(dataset), Path(output)  # build names the datasets; the split is checked
     # before integrating (hybrid.data.simulate.initial_states)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
+    refuse_to_replace(output, overwrite)
     if isinstance(spec, EnvironmentSpec):  # several environments: an `environment` dim
         ds = simulate_environments(spec, split, seed=seed, n_samples=n_samples)
     else:
@@ -106,11 +105,11 @@ def evaluate_environments(
         data_path: NetCDF test file with an ``environment`` dim (default: the run's test data).
         overwrite: replace an existing output.
     """
+    from hybrid.data.io import refuse_to_replace
     from hybrid.environments.evaluate import evaluate_environments as run
     from hybrid.environments.evaluate import write_report
 
-    if Path(output).exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
+    refuse_to_replace(Path(output), overwrite)
     report = run(ckpt_path, data_path)
     print(f"test MSE {report['mse']:.3e}; per environment:", end=" ")
     print(" ".join(f"{v:.2e}" for v in report["mse_per_environment"]))

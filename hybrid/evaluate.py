@@ -9,10 +9,6 @@ Writes into ``DIR`` (atomically: built in a temporary folder beside it, then ren
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from torch import Tensor
 from hybrid import metrics
 from hybrid.data.climatology import climatology_at
 from hybrid.data.datamodule import TrajectoryDataModule
-from hybrid.data.io import spatial_dims
+from hybrid.data.io import replacing, spatial_dims
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
 from hybrid.models.forced import give_forcings, reads_forcing
@@ -392,29 +388,6 @@ def write_outputs(tmp: Path, report: dict, f: Forecasts) -> None:
     (tmp / "summary.md").write_text(summary_markdown(report))
 
 
-def refuse_to_replace(out: Path, overwrite: bool) -> None:
-    """An existing output is replaced only when asked: checked before any work is done."""
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
-
-
-@contextmanager
-def building(out: Path, overwrite: bool):
-    """A temporary folder beside ``out``, moved into place when the block succeeds and removed
-    when it fails; an existing ``out`` is replaced only with ``overwrite``."""
-    refuse_to_replace(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 def format_lead(seconds: float) -> str:
     """A lead time in the largest unit it reaches, 3 significant digits: ``10800 -> "3 h"``,
     a mean month ``2629746 -> "30.4 d"``, ``45 -> "45 s"``."""
@@ -472,17 +445,9 @@ def predict(
         batch_size: forecasts per batch.
         overwrite: replace an existing output.
     """
-    out = Path(output)
-    refuse_to_replace(out, overwrite)
-    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        forecast(model, dm, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    with replacing(output, overwrite) as tmp:
+        forecast(*restore(ckpt_path, data_path, lead_steps, batch_size), tmp)
+    return Path(output)
 
 
 def evaluate(
@@ -507,10 +472,8 @@ def evaluate(
         batch_size: forecasts per batch.
         overwrite: replace an existing output folder.
     """
-    out = Path(output)
-    refuse_to_replace(out, overwrite)
-    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
-    with building(out, overwrite) as tmp:
+    with replacing(output, overwrite, folder=True) as tmp:
+        model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
         f = forecast(model, dm, tmp / "forecast.nc")
         windows, times = dm.splits["test"], dm.split_times["test"]
         clim = climatology_forecast(dm.climatology, times, windows) if dm.climatology else None

@@ -14,9 +14,11 @@ import functools
 import glob
 import operator
 import os
+import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,25 +115,40 @@ def trajectories_to_dataset(
     return ds
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``ds`` to ``path`` atomically: to a temporary name beside it, then renamed.
+def refuse_to_replace(path: Path, overwrite: bool) -> None:
+    """An existing ``path`` is replaced only when asked: checked before any work is done."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true to replace it")
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, overwrite: bool, *, folder: bool = False) -> Iterator[Path]:
+    """A temporary file (or ``folder``) beside ``path`` to write, renamed to ``path`` when the
+    block succeeds and removed when it fails, so that nothing is ever half-written.
 
     Raises:
-        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+        FileExistsError: on entering, if ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    refuse_to_replace(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
-    os.close(fd)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = tmp if folder else tmp / path.name
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        yield target
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(target, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``ds`` to ``path`` atomically (:func:`replacing`); an existing ``path`` is replaced
+    only with ``overwrite`` (else ``FileExistsError``)."""
+    with replacing(path, overwrite) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return Path(path)
 
 
 def time_in_seconds(time: xr.DataArray) -> np.ndarray:
