@@ -27,7 +27,7 @@ from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
 from hybrid.models.forced import give_forcings, reads_forcing
 from hybrid.models.seasonal import give_dates, reads_date
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 from hybrid.train import HybridModule
 
 
@@ -222,11 +222,7 @@ def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
 
 def parameters_report(model: HybridModule, attrs: dict) -> dict:
     """Learned scalar physical parameters, and their relative error against ``true_<name>``."""
-    learned = (
-        {k: float(v) for k, v in physical_parameters(model.physics).items() if v.numel() == 1}
-        if model.physics is not None
-        else {}
-    )
+    learned = {} if model.physics is None else scalar_parameters(model.physics)
     true = {k[5:]: float(v) for k, v in attrs.items() if k.startswith("true_")}
     return {
         "parameters": learned,

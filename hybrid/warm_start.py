@@ -38,7 +38,7 @@ from hybrid.identifiability import (
     residual_weight,
     unflatten,
 )
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 MAX_VALUES = 2**16  # state values in the subsample: each LM iteration integrates them P + 1 times
 HORIZON = 2  # rollout steps per stretch: two steps also give the centred first guess
@@ -115,7 +115,7 @@ def warm_start(module: nn.Module) -> dict:
     the parameters in place and returns what it found, in physical units, and how long it took."""
     start = time.perf_counter()
     physics = module.physics
-    before = _scalars(physics)
+    before = scalar_parameters(physics)
     t, y = training_stretches(module)
     traj_w, norm_w, mask = objective_weights(module)
     field = _double_copy(module.field)
@@ -133,8 +133,8 @@ def warm_start(module: nn.Module) -> dict:
         "seconds": time.perf_counter() - start,
         "states": int(y.shape[0]),
         "initial": before,
-        "tendency_guess": _scalars(guess),
-        "found": _scalars(physics),
+        "tendency_guess": scalar_parameters(guess),
+        "found": scalar_parameters(physics),
         "rollout_mse": {"initial": losses["initial"], "guess": losses["tendency"], "found": loss},
     }
 
@@ -180,10 +180,6 @@ def _n_trainable(module: nn.Module) -> int:
 def _double_copy(field: HybridField) -> HybridField:
     """A float64 CPU copy (the subsample is small; the trainable flags are kept)."""
     return copy.deepcopy(field).double().cpu()
-
-
-def _scalars(physics: nn.Module) -> dict[str, float]:
-    return {k: float(v) for k, v in physical_parameters(physics).items() if v.numel() == 1}
 
 
 def _with_physics(field: HybridField, physics: nn.Module) -> HybridField:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from hybrid.data.io import grid_coords, trajectories_to_dataset
 from hybrid.dynamics import rollout
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 SPLITS = ("train", "test")
 
@@ -79,8 +79,7 @@ def simulate(
 
 def true_parameters(prior: nn.Module) -> dict[str, float]:
     """``{"true_<name>": value}`` for every scalar physical parameter of ``prior``."""
-    params = physical_parameters(prior)
-    return {f"true_{k}": float(v) for k, v in params.items() if v.numel() == 1}
+    return {f"true_{k}": v for k, v in scalar_parameters(prior).items()}
 
 
 def initial_states(
