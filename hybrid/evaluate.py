@@ -23,6 +23,7 @@ from hybrid import metrics
 from hybrid.data.climatology import climatology_at
 from hybrid.data.datamodule import TrajectoryDataModule
 from hybrid.data.io import replacing, spatial_dims
+from hybrid.data.trajectories import LazyTrajectories
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
 from hybrid.models.forced import give_forcings, reads_forcing
@@ -283,13 +284,9 @@ def true_flow(ds: xr.Dataset | None, starts: list[tuple[int, int]]) -> tuple[Ten
     ``[N, ny, nx]`` each, missing values as 0; None without ``ds``."""
     if ds is None:
         return None
-
-    def at(name: str) -> Tensor:
-        da = ds[name] if "sample" in ds[name].dims else ds[name].expand_dims(sample=1)
-        frames = [da.isel(sample=n, time=s).values for n, s in starts]
-        return torch.as_tensor(np.nan_to_num(np.stack(frames)), dtype=torch.float32)
-
-    return at("u"), at("v")
+    uv = LazyTrajectories(ds, ["u", "v"])  # missing values read as 0
+    frames = torch.from_numpy(np.stack([uv[n, slice(s, s + 1)][0] for n, s in starts]))
+    return frames[:, 0], frames[:, 1]  # [N, ny, nx] each
 
 
 def flow_report(flow: tuple[Tensor, Tensor], f: Forecasts, ds: xr.Dataset | None, grid) -> dict:
@@ -346,11 +343,7 @@ def forecast_dataset(
         },
         coords=coords,
     )
-    out.attrs = {
-        "Conventions": "CF-1.8",
-        "title": "hybrid forecasts",
-        "source": "hybrid evaluate",
-    }
+    out.attrs.update(Conventions="CF-1.8", title="hybrid forecasts", source="hybrid evaluate")
     for v in ("time", "prediction_timedelta"):
         out[v].encoding["dtype"] = "float64"
     return out

@@ -179,6 +179,7 @@ LAT_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
 LON_UNITS = ("degrees_east", "degree_east", "degrees_e", "degree_e")
 ORDER = ("sample", "time", "lat", "lon", "y", "x")  # canonical dim names, in axis order
 SPATIAL = ORDER[2:]
+GRIDS = {(), ("lat", "lon"), ("lon", "lat"), ("y", "x"), ("x", "y"), ("lon",), ("x",)}  # in a file
 
 
 def open_trajectories(
@@ -239,10 +240,7 @@ def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         paths = [Path(p) for p in path]
     if not paths:
         raise ValueError("no files given (an empty list)")
-    for p in paths:
-        if not p.exists():
-            raise ValueError(f"{p}: no such file")
-    return paths
+    return paths  # each checked to exist by open_netcdf
 
 
 def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
@@ -388,15 +386,7 @@ def _squeeze_extra_dims(ds: xr.Dataset, variables: Sequence[str], label: str) ->
             f"level first (e.g. ds.isel({extra[0]}=0))"
         )
     spatial = tuple(d for d in dims if d in SPATIAL)
-    if spatial not in (
-        (),
-        ("lat", "lon"),
-        ("lon", "lat"),
-        ("y", "x"),
-        ("x", "y"),
-        ("lon",),
-        ("x",),
-    ):
+    if spatial not in GRIDS:
         raise ValueError(
             f"{label}: spatial dims {spatial} must be (lat, lon) or (y, x), or one dim along "
             "lon or x (a 1-D grid: a longitude circle or a line)"
