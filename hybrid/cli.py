@@ -142,38 +142,14 @@ def function_main(name: str, argv: Sequence[str]) -> None:
     func(**{k: v for k, v in vars(cfg).items() if k not in ("config", "__path__")})
 
 
-def best_checkpoint():
-    """Keeps ``best-epoch=N.ckpt``, the lowest validation MSE so far, beside ``last.ckpt``."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    return ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
-
-
-def environments_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid environments fit|validate|test --config configs/leads/X.yaml``: LightningCLI on
-    :class:`~hybrid.environments.EnvironmentModule` and
+def lightning_main(argv: Sequence[str], *, run: bool = True, environments: bool = False):
+    """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``: LightningCLI on
+    :class:`~hybrid.train.HybridModule` and :class:`~hybrid.data.datamodule.TrajectoryDataModule`;
+    with ``environments``, ``hybrid environments fit|validate|test --config configs/leads/X.yaml``
+    on :class:`~hybrid.environments.EnvironmentModule` and
     :class:`~hybrid.data.environments.EnvironmentDataModule` (``--model.adapt_from CKPT``
-    adapts a trained model to new environments with its shared part frozen)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
-
-    from hybrid.data.environments import EnvironmentDataModule
-    from hybrid.environments import EnvironmentModule
-
-    if run and (not argv or argv[0] not in LIGHTNING):
-        raise ValueError(f"usage: hybrid environments {{{','.join(LIGHTNING)}}} --config X.yaml")
-    return LightningCLI(
-        EnvironmentModule,
-        EnvironmentDataModule,
-        args=list(argv),
-        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
-        auto_configure_optimizers=False,
-        run=run,
-    )
-
-
-def lightning_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``.
+    adapts a trained model to new environments with its shared part frozen). Keeps
+    ``last.ckpt`` and ``best-epoch=N.ckpt``, the lowest validation MSE so far.
 
     With ``run=False`` (no subcommand in ``argv``), only builds and returns the CLI: its
     ``model``, ``datamodule`` and ``trainer`` as the config makes them (used by scripts).
@@ -181,14 +157,22 @@ def lightning_main(argv: Sequence[str], *, run: bool = True):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from hybrid.data.datamodule import TrajectoryDataModule
-    from hybrid.train import HybridModule
+    if environments:
+        from hybrid.data.environments import EnvironmentDataModule as data
+        from hybrid.environments import EnvironmentModule as model
 
+        if run and (not argv or argv[0] not in LIGHTNING):
+            usage = f"hybrid environments {{{','.join(LIGHTNING)}}} --config X.yaml"
+            raise ValueError(f"usage: {usage}")
+    else:
+        from hybrid.data.datamodule import TrajectoryDataModule as data
+        from hybrid.train import HybridModule as model
+    best = ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
     return LightningCLI(
-        HybridModule,
-        TrajectoryDataModule,
+        model,
+        data,
         args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
-        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
+        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best]},
         auto_configure_optimizers=False,
         run=run,
     )
@@ -210,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if argv[0] in COMMANDS:
             function_main(argv[0], argv[1:])
         elif argv[0] == ENVIRONMENTS:
-            environments_main(argv[1:])
+            lightning_main(argv[1:], environments=True)
         else:
             lightning_main(argv)
     except (*USER_ERRORS, NonFiniteLossError) as err:
