@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from hybrid.models.normalisation import ChannelScaler
+from hybrid.models.normalisation import ChannelScaler, RawChannels
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
@@ -103,7 +103,10 @@ def zero_init(conv: GridConv) -> None:
 
 
 def apply_on_field(
-    body: Callable[[Tensor], Tensor], scaler: ChannelScaler, active: Tensor | None, y: Tensor
+    body: Callable[[Tensor], Tensor],
+    scaler: ChannelScaler | RawChannels,
+    active: Tensor | None,
+    y: Tensor,
 ) -> Tensor:
     """Normalise ``y: [..., C, *grid]``, mask, run ``body`` on ``[N, C, *grid]``, mask, scale.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from hybrid.models.conv import GridConv, apply_on_field, geometry_of, zero_init
-from hybrid.models.normalisation import ChannelScaler
-from hybrid.models.sizes import require_positive
+from hybrid.models.normalisation import ChannelScaler, RawChannels
+from hybrid.models.sizes import require_choice, require_positive
 from hybrid.physics.grid import Grid
 
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -27,12 +29,20 @@ class ConvNet(nn.Module):
     the paper (its norm has no running statistics): a rollout normalises over the batch at each
     evaluation, the correction norm over all the true states at once.
 
+    The reference code's ``ConvNetEstimator`` exactly is ``padding="zeros", init="default",
+    normalise=False``: every convolution zero-padded (also across a periodic seam), PyTorch's
+    default initialisation for every layer, the raw state in and out.
+
     Args:
         channels: number of state channels ``C``.
         hidden: width of the hidden layers (the paper: 16).
         depth: number of convolutions (the paper: 3).
         grid: geometry giving the periodic axes and the ``active`` mask; default fully periodic.
         batch_norm: normalise the hidden layers with the batch's statistics (the paper: yes).
+        padding: ``"grid"`` (circular on periodic axes, zeros at walls) or ``"zeros"`` (zeros on
+            every axis, the reference code's).
+        init: ``"zero"`` (last layer zero) or ``"default"`` (PyTorch's, the reference code's).
+        normalise: normalise inputs and scale outputs by the training data's statistics.
     """
 
     def __init__(
@@ -42,26 +52,34 @@ class ConvNet(nn.Module):
         depth: int = 3,
         grid: Grid | None = None,
         batch_norm: bool = True,
+        padding: Literal["grid", "zeros"] = "grid",
+        init: Literal["zero", "default"] = "zero",
+        normalise: bool = True,
     ) -> None:
         super().__init__()
         require_positive("ConvNet", channels=channels, hidden=hidden)
         if depth < 2:
             raise ValueError(f"depth must be at least 2 (a hidden and a last layer), got {depth}")
+        require_choice("ConvNet", "padding", padding, ("grid", "zeros"))
+        require_choice("ConvNet", "init", init, ("zero", "default"))
         self.periodic, active = geometry_of(grid)
         self.register_buffer("active", active)  # saved: see ResNet
-        self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
+        dim = -1 - len(self.periodic)
+        self.scaler = ChannelScaler(channels, dim) if normalise else RawChannels(dim)
+        pads = self.periodic if padding == "grid" else (False,) * len(self.periodic)
         widths = [channels] + [hidden] * (depth - 1)
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-            conv = GridConv(w_in, w_out, self.periodic)
+            conv = GridConv(w_in, w_out, pads)
             if batch_norm:  # a bias before a batch norm is cancelled by its mean
                 conv.conv.bias = None
             norm = BATCH_NORM[len(self.periodic)] if batch_norm else None
             norm = norm(w_out, track_running_stats=False) if norm else nn.Identity()
             layers += [conv, norm, nn.ReLU(inplace=True)]  # neither needs its output back
         self.hidden = nn.Sequential(*layers)
-        self.head = GridConv(hidden, channels, self.periodic)
-        zero_init(self.head)
+        self.head = GridConv(hidden, channels, pads)
+        if init == "zero":
+            zero_init(self.head)
 
     def body(self, z: Tensor) -> Tensor:
         """``z: [N, C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""

@@ -69,3 +69,20 @@ class ChannelScaler(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, channel_dim={self.channel_dim}"
+
+
+class RawChannels(nn.Module):
+    """The identity in place of a :class:`ChannelScaler`: raw states in, raw tendencies out.
+
+    Not a ``ChannelScaler``, so training does not set the data's statistics on it.
+    """
+
+    def __init__(self, channel_dim: int) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+
+    def normalise(self, y: Tensor) -> Tensor:
+        return y
+
+    def scale_output(self, z: Tensor) -> Tensor:
+        return z

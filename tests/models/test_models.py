@@ -306,6 +306,41 @@ def test_convnet_equals_the_papers_estimator_with_circular_padding(float64):
     torch.testing.assert_close(net(None, y), paper(y.flatten(0, 1)).view_as(y))
 
 
+def test_convnet_reference_options_are_the_reference_estimator(float64):
+    """``padding="zeros", init="default", normalise=False`` is ``ConvNetEstimator(2, 16)`` of the
+    reference code layer for layer: on copied weights the outputs agree on a periodic grid (zero
+    padding across the seam too), the last layer is not zero, and the data's statistics, which
+    training sets on every ``ChannelScaler``, leave the raw network unchanged."""
+    from hybrid.models import ChannelScaler, ConvNet
+
+    torch.manual_seed(0)
+    net = ConvNet(2, hidden=16, padding="zeros", init="default", normalise=False)
+    reference = nn.Sequential(
+        nn.Conv2d(2, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16, track_running_stats=False),
+        nn.ReLU(True),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16, track_running_stats=False),
+        nn.ReLU(True),
+        nn.Conv2d(16, 2, 3, padding=1),
+    ).double()
+    ours = [m.conv for m in net.modules() if isinstance(getattr(m, "conv", None), nn.Conv2d)]
+    theirs = [m for m in reference if isinstance(m, nn.Conv2d)]
+    for a, b in zip(ours, theirs, strict=True):
+        b.load_state_dict(a.state_dict())
+    assert ours[-1].weight.abs().max() > 0 and ours[-1].bias.abs().max() > 0
+    assert not any(isinstance(m, ChannelScaler) for m in net.modules())
+    y = torch.randn(3, 2, NY, NX)
+    torch.testing.assert_close(net(None, y), reference(y))
+    circular = ConvNet(2, hidden=16, init="default", normalise=False)
+    circular.load_state_dict(net.state_dict())
+    assert (circular(None, y) - net(None, y))[..., 0, :].abs().max() > 1e-3  # the seam differs
+    with pytest.raises(ValueError, match="padding must be one of"):
+        ConvNet(2, padding="reflect")
+    with pytest.raises(ValueError, match="init must be one of"):
+        ConvNet(2, init="orthogonal")
+
+
 def test_convnet_starts_at_zero_and_gets_gradients():
     from hybrid.models import ConvNet
 
