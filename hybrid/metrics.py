@@ -22,18 +22,9 @@ from hybrid.physics.grid import Grid
 
 
 def cell_weights(grid: Grid | None) -> Tensor | None:
-    """Cell weights for the spatial means: ``w_ij = A_ij m_ij / Σ A m``, ``[ny, nx]``.
-
-    ``A`` is the cell area and ``m`` the active mask, so on a lat-lon grid the weights are
-    proportional to ``cos φ`` (WeatherBench 2 area weighting) and on a box, whose cells have equal
-    areas, they are uniform over the active cells: one formula for both kinds.
-
-    Args:
-        grid: the data's grid, or ``None`` for ODE states (no grid).
-
-    Returns:
-        ``[ny, nx]`` weights summing to 1 and zero at inactive cells, or ``None`` without a grid.
-    """
+    """``w_ij = A_ij m_ij / Σ A m`` (:meth:`Grid.area_weights`: cell area ``A``, active mask
+    ``m``), ``[*grid]``: ``∝ cos φ`` on a lat-lon grid (WeatherBench 2), uniform over the active
+    cells of a box; ``None`` without a grid (ODE states)."""
     return None if grid is None else grid.area_weights()
 
 
