@@ -44,24 +44,16 @@ def grid_coords(
     A box records periodic axes as the attribute ``periodic = 1`` on its coordinate (CF has no
     word for it); lat-lon periodicity is read from the longitudes themselves.
     """
-    if np.ndim(y) == 0:  # one axis
-        if kind == "latlon":
-            return {
-                "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
-                "lat": _coord(float(y), (), "Y", "degrees_north", "latitude"),
-            }
-        return {
-            "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[-1]))
-        }
-    if kind == "latlon":
-        return {
-            "lat": _coord(y, "lat", "Y", "degrees_north", "latitude"),
-            "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
-        }
-    return {
-        "y": _coord(y, "y", "Y", "m", "projection_y_coordinate", periodic=int(periodic[0])),
-        "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[1])),
-    }
+    one_axis = np.ndim(y) == 0
+    if kind == "latlon":  # on one axis, the circle at the scalar latitude ``y``
+        values, dim = (float(y), ()) if one_axis else (y, "lat")
+        lat = _coord(values, dim, "Y", "degrees_north", "latitude")
+        return {"lat": lat, "lon": _coord(x, "lon", "X", "degrees_east", "longitude")}
+    xs = _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[-1]))
+    if one_axis:
+        return {"x": xs}
+    ys = _coord(y, "y", "Y", "m", "projection_y_coordinate", periodic=int(periodic[0]))
+    return {"y": ys, "x": xs}
 
 
 def _coord(
