@@ -110,8 +110,6 @@ class UNet(nn.Module):
         if self.shape is not None:
             check_divisible("UNet", self.shape, levels)
         self.periodic, active = geometry_of(grid)
-        # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
-        # land mask back from the state dict (hybrid.train.HybridModule).
         self.register_buffer("active", active)
         self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
         self.down, self.up = unet_paths(channels, hidden, levels, self.periodic, activation)
