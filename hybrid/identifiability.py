@@ -154,7 +154,7 @@ def fit_tendency(
     x, _ = levenberg_marquardt(
         residual, x0, iterations=iterations, rtol=rtol, admissible=admissible
     )
-    load_flat(model, theta, torch.cat([v.flatten() for v in to_stored(x).values()]))
+    model.load_state_dict(to_stored(x), strict=False)  # the fitted parameters; the rest as it was
     return model
 
 
@@ -175,14 +175,6 @@ def unflatten(x: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
         out[name] = x[i : i + v.numel()].view_as(v)
         i += v.numel()
     return out
-
-
-def load_flat(model: nn.Module, like: dict[str, Tensor], x: Tensor) -> None:
-    """Write the flat stored values ``x`` into ``model``'s parameters named in ``like``."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, v in unflatten(x, like).items():
-            params[name].copy_(v)
 
 
 @torch.no_grad()  # no graph through a network's own parameters

@@ -128,7 +128,7 @@ def warm_start(module: nn.Module) -> dict:
     best = min(losses, key=lambda k: losses[k] if math.isfinite(losses[k]) else math.inf)
     field = _with_physics(field, candidates[best])
     stored, loss = rollout_fit(field, t, y, traj_w, mask, step_size=module.solver["step_size"])
-    _load(physics, stored)
+    module.field.load_state_dict(stored, strict=False)  # the prior's fitted parameters
     return {
         "seconds": time.perf_counter() - start,
         "states": int(y.shape[0]),
@@ -147,7 +147,7 @@ def refit_physics(module: nn.Module, t: Tensor, y: Tensor) -> float:
     stored, loss = rollout_fit(
         field, t, y, traj_w, mask, step_size=module.solver["step_size"], iterations=5
     )
-    _load(module.physics, stored)
+    module.field.load_state_dict(stored, strict=False)
     return loss
 
 
@@ -193,13 +193,6 @@ def _loss(field, t, y, weight, mask) -> float:
     with torch.no_grad():
         pred = rollout(field, y[:, 0], t, method="rk4", options=options)
     return float((w * (pred[:, 1:] - y[:, 1:])).pow(2).mean())
-
-
-def _load(physics: nn.Module, stored: dict[str, Tensor]) -> None:
-    params = dict(physics.named_parameters())
-    with torch.no_grad():
-        for name, v in stored.items():
-            params[name.removeprefix("physics.")].copy_(v)
 
 
 def start_of_fit(module: nn.Module) -> None:
