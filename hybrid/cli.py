@@ -9,6 +9,7 @@ The only module that imports ``lightning.pytorch.cli``. Priors and networks are 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -40,20 +41,14 @@ def simulate(
         plot: also write ``OUTPUT.png``.
     """
     from hybrid.data.environments import EnvironmentSpec, first_environment, simulate_environments
-    from hybrid.data.io import write_netcdf
-    from hybrid.data.protocols import DATASETS, ENVIRONMENT_DATASETS, build
+    from hybrid.data.io import refuse_to_replace, write_netcdf
+    from hybrid.data.protocols import build
     from hybrid.data.simulate import simulate_dataset
     from hybrid.plots import plot_dataset
 
-    if dataset not in {**DATASETS, **ENVIRONMENT_DATASETS}:
-        known = sorted({**DATASETS, **ENVIRONMENT_DATASETS})
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {known}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
-    spec = build(dataset)
+    spec, output = build(dataset), Path(output)  # build names the datasets; the split is checked
+    # before integrating (hybrid.data.simulate.initial_states)
+    refuse_to_replace(output, overwrite)
     if isinstance(spec, EnvironmentSpec):  # several environments: an `environment` dim
         ds = simulate_environments(spec, split, seed=seed, n_samples=n_samples)
     else:
@@ -66,65 +61,22 @@ def simulate(
         print(f"wrote {plot_dataset(first, output.with_suffix('.png'))}")
 
 
-def evaluate(
-    *,
-    ckpt_path: Path,
-    output: Path,
-    data_path: str | None = None,
-    lead_steps: int | None = None,
-    batch_size: int = 64,
-    overwrite: bool = False,
-) -> None:
-    """Forecast from every test start over all leads, score against the baselines, and write
-    ``metrics.json``, ``metrics.nc``, ``forecast.nc``, ``summary.md`` and plots into OUTPUT.
-
-    Args:
-        ckpt_path: checkpoint of a ``hybrid fit`` run.
-        output: folder to write (built beside it and renamed at the end).
-        data_path: NetCDF file(s) to evaluate on (default: the run's test data).
-        lead_steps: forecast length in data steps (default: the run's eval window).
-        batch_size: forecasts per batch.
-        overwrite: replace an existing output folder.
-    """
+def evaluate(**options) -> None:
+    """``hybrid.evaluate.evaluate`` (whose signature and docstring are this command's), then its
+    summary."""
     from hybrid.evaluate import evaluate as run
 
-    report = run(
-        ckpt_path,
-        output,
-        data_path=data_path,
-        lead_steps=lead_steps,
-        batch_size=batch_size,
-        overwrite=overwrite,
-    )
+    report, output = run(**options), options["output"]
     print((Path(output) / "summary.md").read_text())
     print(f"model beats (every lead after the first): {report['model_beats']}")
     print(f"wrote {output}/: metrics.json metrics.nc forecast.nc summary.md *.png")
 
 
-def predict(
-    *,
-    ckpt_path: Path,
-    output: Path,
-    data_path: str | None = None,
-    lead_steps: int | None = None,
-    batch_size: int = 64,
-    overwrite: bool = False,
-) -> None:
-    """Forecast from every test start over all leads and write them as CF NetCDF OUTPUT
-    (dims ``time`` = initialisation, ``prediction_timedelta`` = lead, then the data's own).
-
-    Args:
-        ckpt_path: checkpoint of a ``hybrid fit`` run.
-        output: NetCDF file to write (under a temporary name, renamed at the end).
-        data_path: NetCDF file(s) to forecast from (default: the run's test data).
-        lead_steps: forecast length in data steps (default: the run's eval window).
-        batch_size: forecasts per batch.
-        overwrite: replace an existing output.
-    """
+def predict(**options) -> None:
+    """``hybrid.evaluate.predict`` (whose signature and docstring are this command's)."""
     from hybrid.evaluate import predict as run
 
-    options = {"data_path": data_path, "lead_steps": lead_steps, "batch_size": batch_size}
-    print(f"wrote {run(ckpt_path, output, **options, overwrite=overwrite)}")
+    print(f"wrote {run(**options)}")
 
 
 def sample(name: str, *, output: Path, overwrite: bool = False) -> None:
@@ -153,11 +105,11 @@ def evaluate_environments(
         data_path: NetCDF test file with an ``environment`` dim (default: the run's test data).
         overwrite: replace an existing output.
     """
+    from hybrid.data.io import refuse_to_replace
     from hybrid.environments.evaluate import evaluate_environments as run
     from hybrid.environments.evaluate import write_report
 
-    if Path(output).exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite true to replace it")
+    refuse_to_replace(Path(output), overwrite)
     report = run(ckpt_path, data_path)
     print(f"test MSE {report['mse']:.3e}; per environment:", end=" ")
     print(" ".join(f"{v:.2e}" for v in report["mse_per_environment"]))
@@ -179,46 +131,25 @@ def function_main(name: str, argv: Sequence[str]) -> None:
     """Parse ``argv`` against the signature of ``COMMANDS[name]`` and call it."""
     from jsonargparse import ArgumentParser
 
-    func = COMMANDS[name]
-    parser = ArgumentParser(prog=f"hybrid {name}", description=func.__doc__.split("\n\n")[0])
+    func = signature = COMMANDS[name]
+    if name in ("evaluate", "predict"):  # the library's own signature and help, as options
+        signature = getattr(importlib.import_module("hybrid.evaluate"), name)
+    doc = signature.__doc__.split("\n\n")[0]
+    parser = ArgumentParser(prog=f"hybrid {name}", description=doc)
     parser.add_argument("--config", action="config", help="YAML file of these arguments")
-    parser.add_function_arguments(func, as_positional=True)
+    parser.add_function_arguments(signature, as_positional=signature is func)
     cfg = parser.parse_args(list(argv))
     func(**{k: v for k, v in vars(cfg).items() if k not in ("config", "__path__")})
 
 
-def best_checkpoint():
-    """Keeps ``best-epoch=N.ckpt``, the lowest validation MSE so far, beside ``last.ckpt``."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    return ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
-
-
-def environments_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid environments fit|validate|test --config configs/leads/X.yaml``: LightningCLI on
-    :class:`~hybrid.environments.EnvironmentModule` and
+def lightning_main(argv: Sequence[str], *, run: bool = True, environments: bool = False):
+    """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``: LightningCLI on
+    :class:`~hybrid.train.HybridModule` and :class:`~hybrid.data.datamodule.TrajectoryDataModule`;
+    with ``environments``, ``hybrid environments fit|validate|test --config configs/leads/X.yaml``
+    on :class:`~hybrid.environments.EnvironmentModule` and
     :class:`~hybrid.data.environments.EnvironmentDataModule` (``--model.adapt_from CKPT``
-    adapts a trained model to new environments with its shared part frozen)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
-
-    from hybrid.data.environments import EnvironmentDataModule
-    from hybrid.environments import EnvironmentModule
-
-    if run and (not argv or argv[0] not in LIGHTNING):
-        raise ValueError(f"usage: hybrid environments {{{','.join(LIGHTNING)}}} --config X.yaml")
-    return LightningCLI(
-        EnvironmentModule,
-        EnvironmentDataModule,
-        args=list(argv),
-        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
-        auto_configure_optimizers=False,
-        run=run,
-    )
-
-
-def lightning_main(argv: Sequence[str], *, run: bool = True):
-    """``hybrid fit|validate|test --config X.yaml [--dotted.overrides]``.
+    adapts a trained model to new environments with its shared part frozen). Keeps
+    ``last.ckpt`` and ``best-epoch=N.ckpt``, the lowest validation MSE so far.
 
     With ``run=False`` (no subcommand in ``argv``), only builds and returns the CLI: its
     ``model``, ``datamodule`` and ``trainer`` as the config makes them (used by scripts).
@@ -226,14 +157,22 @@ def lightning_main(argv: Sequence[str], *, run: bool = True):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from hybrid.data.datamodule import TrajectoryDataModule
-    from hybrid.train import HybridModule
+    if environments:
+        from hybrid.data.environments import EnvironmentDataModule as data
+        from hybrid.environments import EnvironmentModule as model
 
+        if run and (not argv or argv[0] not in LIGHTNING):
+            usage = f"hybrid environments {{{','.join(LIGHTNING)}}} --config X.yaml"
+            raise ValueError(f"usage: {usage}")
+    else:
+        from hybrid.data.datamodule import TrajectoryDataModule as data
+        from hybrid.train import HybridModule as model
+    best = ModelCheckpoint(monitor="val/mse", mode="min", filename="best-{epoch}")
     return LightningCLI(
-        HybridModule,
-        TrajectoryDataModule,
+        model,
+        data,
         args=None if list(argv) == sys.argv[1:] else list(argv),  # Lightning warns on both
-        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best_checkpoint()]},
+        trainer_defaults={"callbacks": [ModelCheckpoint(save_last=True), best]},
         auto_configure_optimizers=False,
         run=run,
     )
@@ -255,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if argv[0] in COMMANDS:
             function_main(argv[0], argv[1:])
         elif argv[0] == ENVIRONMENTS:
-            environments_main(argv[1:])
+            lightning_main(argv[1:], environments=True)
         else:
             lightning_main(argv)
     except (*USER_ERRORS, NonFiniteLossError) as err:

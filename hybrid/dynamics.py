@@ -18,7 +18,7 @@ from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 
 def is_fixed_step(method: str) -> bool:
@@ -127,7 +127,7 @@ def check_substeps(
     if n <= max_substeps:
         return n
     physics = field.physics if isinstance(field, HybridField) else field
-    values = {k: float(v) for k, v in physical_parameters(physics).items() if v.numel() == 1}
+    values = scalar_parameters(physics)
     named = ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "no scalar parameters"
     raise TooManySubstepsError(
         f"the prior's stable step {dt_stable:.4g} s needs {n} sub-steps per data step of "

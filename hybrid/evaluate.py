@@ -9,10 +9,6 @@ Writes into ``DIR`` (atomically: built in a temporary folder beside it, then ren
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +22,13 @@ from torch import Tensor
 from hybrid import metrics
 from hybrid.data.climatology import climatology_at
 from hybrid.data.datamodule import TrajectoryDataModule
-from hybrid.data.io import spatial_dims
+from hybrid.data.io import replacing, spatial_dims
+from hybrid.data.trajectories import LazyTrajectories
 from hybrid.data.windows import TrajectoryWindows
 from hybrid.flow import ReadsPast
 from hybrid.models.forced import give_forcings, reads_forcing
 from hybrid.models.seasonal import give_dates, reads_date
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 from hybrid.train import HybridModule
 
 
@@ -226,11 +223,7 @@ def correction_size(model: HybridModule, truth: Tensor) -> dict[str, float]:
 
 def parameters_report(model: HybridModule, attrs: dict) -> dict:
     """Learned scalar physical parameters, and their relative error against ``true_<name>``."""
-    learned = (
-        {k: float(v) for k, v in physical_parameters(model.physics).items() if v.numel() == 1}
-        if model.physics is not None
-        else {}
-    )
+    learned = {} if model.physics is None else scalar_parameters(model.physics)
     true = {k[5:]: float(v) for k, v in attrs.items() if k.startswith("true_")}
     return {
         "parameters": learned,
@@ -291,13 +284,9 @@ def true_flow(ds: xr.Dataset | None, starts: list[tuple[int, int]]) -> tuple[Ten
     ``[N, ny, nx]`` each, missing values as 0; None without ``ds``."""
     if ds is None:
         return None
-
-    def at(name: str) -> Tensor:
-        da = ds[name] if "sample" in ds[name].dims else ds[name].expand_dims(sample=1)
-        frames = [da.isel(sample=n, time=s).values for n, s in starts]
-        return torch.as_tensor(np.nan_to_num(np.stack(frames)), dtype=torch.float32)
-
-    return at("u"), at("v")
+    uv = LazyTrajectories(ds, ["u", "v"])  # missing values read as 0
+    frames = torch.from_numpy(np.stack([uv[n, slice(s, s + 1)][0] for n, s in starts]))
+    return frames[:, 0], frames[:, 1]  # [N, ny, nx] each
 
 
 def flow_report(flow: tuple[Tensor, Tensor], f: Forecasts, ds: xr.Dataset | None, grid) -> dict:
@@ -354,11 +343,7 @@ def forecast_dataset(
         },
         coords=coords,
     )
-    out.attrs = {
-        "Conventions": "CF-1.8",
-        "title": "hybrid forecasts",
-        "source": "hybrid evaluate",
-    }
+    out.attrs.update(Conventions="CF-1.8", title="hybrid forecasts", source="hybrid evaluate")
     for v in ("time", "prediction_timedelta"):
         out[v].encoding["dtype"] = "float64"
     return out
@@ -390,29 +375,6 @@ def write_outputs(tmp: Path, report: dict, f: Forecasts) -> None:
     if report["parameters"]:
         plots.plot_parameters(report, tmp / "parameters.png")
     (tmp / "summary.md").write_text(summary_markdown(report))
-
-
-def refuse_to_replace(out: Path, overwrite: bool) -> None:
-    """An existing output is replaced only when asked: checked before any work is done."""
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite true to replace it")
-
-
-@contextmanager
-def building(out: Path, overwrite: bool):
-    """A temporary folder beside ``out``, moved into place when the block succeeds and removed
-    when it fails; an existing ``out`` is replaced only with ``overwrite``."""
-    refuse_to_replace(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def format_lead(seconds: float) -> str:
@@ -459,19 +421,22 @@ def predict(
     batch_size: int = 64,
     overwrite: bool = False,
 ) -> Path:
-    """The model's forecasts from every test start as CF NetCDF ``output`` (``forecast.nc`` of
-    :func:`evaluate`, alone), written under a temporary name and renamed."""
-    out = Path(output)
-    refuse_to_replace(out, overwrite)
-    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        forecast(model, dm, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    """Forecast from every test start over all leads and write them as CF NetCDF OUTPUT
+    (dims ``time`` = initialisation, ``prediction_timedelta`` = lead, then the data's own).
+
+    The ``forecast.nc`` of :func:`evaluate`, alone.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: NetCDF file to write (under a temporary name, renamed at the end).
+        data_path: NetCDF file(s) to forecast from (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output.
+    """
+    with replacing(output, overwrite) as tmp:
+        forecast(*restore(ckpt_path, data_path, lead_steps, batch_size), tmp)
+    return Path(output)
 
 
 def evaluate(
@@ -483,11 +448,21 @@ def evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint into the folder ``output``; returns the ``metrics.json`` report."""
-    out = Path(output)
-    refuse_to_replace(out, overwrite)
-    model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
-    with building(out, overwrite) as tmp:
+    """Forecast from every test start over all leads, score against the baselines, and write
+    ``metrics.json``, ``metrics.nc``, ``forecast.nc``, ``summary.md`` and plots into OUTPUT.
+
+    Returns the ``metrics.json`` report.
+
+    Args:
+        ckpt_path: checkpoint of a ``hybrid fit`` run.
+        output: folder to write (built beside it and renamed at the end).
+        data_path: NetCDF file(s) to evaluate on (default: the run's test data).
+        lead_steps: forecast length in data steps (default: the run's eval window).
+        batch_size: forecasts per batch.
+        overwrite: replace an existing output folder.
+    """
+    with replacing(output, overwrite, folder=True) as tmp:
+        model, dm = restore(ckpt_path, data_path, lead_steps, batch_size)
         f = forecast(model, dm, tmp / "forecast.nc")
         windows, times = dm.splits["test"], dm.split_times["test"]
         clim = climatology_forecast(dm.climatology, times, windows) if dm.climatology else None

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hybrid.objectives import EPSILON, Norm
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 MAX_PARAMETERS = 64  # two evaluations of the residual per scalar parameter
 
@@ -90,34 +90,12 @@ def norm_weight(states: Tensor, norm: Norm, tendency_std: Tensor | None = None) 
 
 
 def least_norm_parameters(
-    prior: nn.Module,
-    states: Tensor,
-    tendency: Tensor,
-    *,
-    weight: Tensor | None = None,
-    mask: Tensor | None = None,
-    iterations: int = 20,
-    rtol: float = 1e-10,
+    prior: nn.Module, states: Tensor, tendency: Tensor, **options
 ) -> dict[str, float]:
-    """The prior's parameters at APHYNITY's optimum (see the module docstring), by Gauss-Newton.
-
-    Args:
-        prior: ``f(t, y)`` with at most :data:`MAX_PARAMETERS` scalar trainable parameters; its
-            current parameters are the starting point; it is not modified.
-        states: ``[N, *S]`` (any leading dims; flattened into the batch).
-        tendency: ``dy/dt`` at ``states``, same shape.
-        weight: the weights of the objective's norm (default all 1): ``[C]`` per channel, or
-            per state (:func:`norm_weight` gives both from the objective's ``norm``).
-        mask: ``[*grid]`` cell weights (0 on inactive cells).
-        iterations: at most this many Gauss-Newton steps.
-        rtol: stop when a step lowers the residual's mean square by less than this, relatively.
-    Returns:
-        ``{name: value}`` in physical units, as :func:`physical_parameters` names them.
-    """
-    fitted = fit_tendency(
-        prior, states, tendency, weight=weight, mask=mask, iterations=iterations, rtol=rtol
-    )
-    return {k: float(v) for k, v in physical_parameters(fitted).items() if v.numel() == 1}
+    """The prior's parameters at APHYNITY's optimum (see the module docstring), by Gauss-Newton:
+    those of :func:`fit_tendency` (same arguments), ``{name: value}`` in physical units, as
+    :func:`physical_parameters` names them."""
+    return scalar_parameters(fit_tendency(prior, states, tendency, **options))
 
 
 def fit_tendency(
@@ -130,13 +108,23 @@ def fit_tendency(
     iterations: int = 20,
     rtol: float = 1e-10,
 ) -> nn.Module:
-    """A float64 copy of ``prior`` fitted to ``tendency`` (arguments of
-    :func:`least_norm_parameters`).
+    """A float64 copy of ``prior`` fitted to ``tendency`` by least squares (module docstring).
 
     Gauss-Newton in physical units (``κ``, not the stored ``log κ``) is invariant to the
     parameters' scales (κ ~ 1e3 beside u ~ 0.1 is no harder than two unit parameters) and exact in
     one step for a prior linear in its parameters; Levenberg-Marquardt damping shortens steps that
     would not lower the residual or would make a positive parameter negative.
+
+    Args:
+        prior: ``f(t, y)`` with at most :data:`MAX_PARAMETERS` scalar trainable parameters; its
+            current parameters are the starting point; it is not modified.
+        states: ``[N, *S]`` (any leading dims; flattened into the batch).
+        tendency: ``dy/dt`` at ``states``, same shape.
+        weight: the weights of the objective's norm (default all 1): ``[C]`` per channel, or
+            per state (:func:`norm_weight` gives both from the objective's ``norm``).
+        mask: ``[*grid]`` cell weights (0 on inactive cells).
+        iterations: at most this many Gauss-Newton steps.
+        rtol: stop when a step lowers the residual's mean square by less than this, relatively.
     """
     if states.shape != tendency.shape:
         raise ValueError(
@@ -166,7 +154,7 @@ def fit_tendency(
     x, _ = levenberg_marquardt(
         residual, x0, iterations=iterations, rtol=rtol, admissible=admissible
     )
-    load_flat(model, theta, torch.cat([v.flatten() for v in to_stored(x).values()]))
+    model.load_state_dict(to_stored(x), strict=False)  # the fitted parameters; the rest as it was
     return model
 
 
@@ -187,14 +175,6 @@ def unflatten(x: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
         out[name] = x[i : i + v.numel()].view_as(v)
         i += v.numel()
     return out
-
-
-def load_flat(model: nn.Module, like: dict[str, Tensor], x: Tensor) -> None:
-    """Write the flat stored values ``x`` into ``model``'s parameters named in ``like``."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, v in unflatten(x, like).items():
-            params[name].copy_(v)
 
 
 @torch.no_grad()  # no graph through a network's own parameters

@@ -22,18 +22,9 @@ from hybrid.physics.grid import Grid
 
 
 def cell_weights(grid: Grid | None) -> Tensor | None:
-    """Cell weights for the spatial means: ``w_ij = A_ij m_ij / Σ A m``, ``[ny, nx]``.
-
-    ``A`` is the cell area and ``m`` the active mask, so on a lat-lon grid the weights are
-    proportional to ``cos φ`` (WeatherBench 2 area weighting) and on a box, whose cells have equal
-    areas, they are uniform over the active cells: one formula for both kinds.
-
-    Args:
-        grid: the data's grid, or ``None`` for ODE states (no grid).
-
-    Returns:
-        ``[ny, nx]`` weights summing to 1 and zero at inactive cells, or ``None`` without a grid.
-    """
+    """``w_ij = A_ij m_ij / Σ A m`` (:meth:`Grid.area_weights`: cell area ``A``, active mask
+    ``m``), ``[*grid]``: ``∝ cos φ`` on a lat-lon grid (WeatherBench 2), uniform over the active
+    cells of a box; ``None`` without a grid (ODE states)."""
     return None if grid is None else grid.area_weights()
 
 
@@ -77,35 +68,18 @@ def _mean(x: Tensor, weights: Tensor | None) -> Tensor:
 
 
 def spatial_mean(x: Tensor, weights: Tensor | None) -> Tensor:
-    """Weighted mean over the grid axes: ``x̄[n, l, c] = Σ_ij w_ij x[n, l, c, i, j]``.
-
-    Args:
-        x: ``[N, L, C, *grid]``.
-        weights: ``[*grid]`` non-negative cell weights (normalised here), or ``None`` (uniform).
-
-    Returns:
-        ``[N, L, C]``; ``x`` itself when ``*grid`` is empty (ODE states).
-
-    Raises:
-        ValueError: ``x`` has fewer than 3 dims or ``weights`` is not ``[*grid]``.
-    """
+    """Weighted mean over the grid axes: ``x̄[n, l, c] = Σ_ij w_ij x[n, l, c, i, j]``,
+    ``[N, L, C, *grid] -> [N, L, C]`` (``x`` itself for ODE states); weights as in the module
+    docstring. Raises ``ValueError`` when ``x`` has fewer than 3 dims or ``weights`` is not
+    ``[*grid]``."""
     _check_weights(x, weights)
     return _mean(_masked(x, weights), weights)
 
 
 def mse(pred: Tensor, truth: Tensor, weights: Tensor | None = None) -> Tensor:
-    """Mean squared error: ``MSE[l, c] = 1/N Σ_n Σ_ij w_ij (pred - truth)²``.
-
-    Args:
-        pred, truth: ``[N, L, C, *grid]``.
-        weights: ``[*grid]`` cell weights or ``None`` (uniform).
-
-    Returns:
-        ``[L, C]``.
-
-    Raises:
-        ValueError: shapes of ``pred``, ``truth`` and ``weights`` disagree.
-    """
+    """Mean squared error: ``MSE[l, c] = 1/N Σ_n Σ_ij w_ij (pred - truth)²``, ``[L, C]``
+    (shapes in the module docstring). Raises ``ValueError`` when the shapes of ``pred``,
+    ``truth`` and ``weights`` disagree."""
     _check(pred, truth, weights)
     err = _masked(pred - truth, weights)
     return _mean(err.square(), weights).mean(0)

@@ -40,8 +40,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from hybrid.identifiability import MAX_PARAMETERS, fit_tendency, norm_weight
+from hybrid.identifiability import fit_tendency, norm_weight
 from hybrid.objectives import Aphynity
+from hybrid.warm_start import has_physics_to_fit
 
 ITERATIONS = 50  # L-BFGS iterations (and at most 1.25× as many loss evaluations) per batch
 HISTORY = 50  # curvature pairs kept
@@ -73,11 +74,10 @@ def make_polisher(correction: nn.Module) -> torch.optim.LBFGS:
 def resplit(module: nn.Module, y: Tensor) -> bool:
     """Set the prior's trainable parameters to the least-norm split of the hybrid field on the
     states ``y`` ``[B, W, C, *grid]`` (step 1 of the module docstring); ``False`` (nothing done)
-    when the objective is not APHYNITY or the prior has no trainable scalar, or more than
-    :data:`MAX_PARAMETERS`."""
+    when the objective is not APHYNITY or the prior has nothing to fit
+    (:func:`~hybrid.warm_start.has_physics_to_fit`)."""
     physics, objective = module.physics, module.objective
-    n = sum(p.numel() for p in physics.parameters() if p.requires_grad) if physics else 0
-    if not isinstance(objective, Aphynity) or not 0 < n <= MAX_PARAMETERS:
+    if not isinstance(objective, Aphynity) or not has_physics_to_fit(module):
         return False
     states = y.flatten(0, 1)  # [N, C, *grid]
     states = states[:: max(1, states.numel() // SPLIT_VALUES)]

@@ -18,7 +18,7 @@ from hybrid.models.parts import Part, awaits_grid, build_part
 from hybrid.models.seasonal import observe_dates
 from hybrid.objectives import Aphynity, DataOnly, PhysicsOnly, TrajectoryFit, correction_sq
 from hybrid.physics.grid import Grid
-from hybrid.physics.parameters import physical_parameters, stored_parameter
+from hybrid.physics.parameters import scalar_parameters, stored_parameter
 from hybrid.polish import make_polisher, polish_step, polishing
 from hybrid.schedule import clip_outliers, schedule_lr
 from hybrid.warm_start import end_of_batch, start_of_fit
@@ -336,9 +336,8 @@ class HybridModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.physics is not None:
-            for name, value in physical_parameters(self.physics).items():
-                if value.numel() == 1:
-                    self.log(f"physics/{name}", float(value), sync_dist=False, prog_bar=True)
+            for name, value in scalar_parameters(self.physics).items():
+                self.log(f"physics/{name}", value, sync_dist=False, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
         """The configured optimiser; with ``polish_epochs``, and the polisher second."""

@@ -38,7 +38,7 @@ from hybrid.identifiability import (
     residual_weight,
     unflatten,
 )
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 MAX_VALUES = 2**16  # state values in the subsample: each LM iteration integrates them P + 1 times
 HORIZON = 2  # rollout steps per stretch: two steps also give the centred first guess
@@ -115,7 +115,7 @@ def warm_start(module: nn.Module) -> dict:
     the parameters in place and returns what it found, in physical units, and how long it took."""
     start = time.perf_counter()
     physics = module.physics
-    before = _scalars(physics)
+    before = scalar_parameters(physics)
     t, y = training_stretches(module)
     traj_w, norm_w, mask = objective_weights(module)
     field = _double_copy(module.field)
@@ -128,13 +128,13 @@ def warm_start(module: nn.Module) -> dict:
     best = min(losses, key=lambda k: losses[k] if math.isfinite(losses[k]) else math.inf)
     field = _with_physics(field, candidates[best])
     stored, loss = rollout_fit(field, t, y, traj_w, mask, step_size=module.solver["step_size"])
-    _load(physics, stored)
+    module.field.load_state_dict(stored, strict=False)  # the prior's fitted parameters
     return {
         "seconds": time.perf_counter() - start,
         "states": int(y.shape[0]),
         "initial": before,
-        "tendency_guess": _scalars(guess),
-        "found": _scalars(physics),
+        "tendency_guess": scalar_parameters(guess),
+        "found": scalar_parameters(physics),
         "rollout_mse": {"initial": losses["initial"], "guess": losses["tendency"], "found": loss},
     }
 
@@ -147,7 +147,7 @@ def refit_physics(module: nn.Module, t: Tensor, y: Tensor) -> float:
     stored, loss = rollout_fit(
         field, t, y, traj_w, mask, step_size=module.solver["step_size"], iterations=5
     )
-    _load(module.physics, stored)
+    module.field.load_state_dict(stored, strict=False)
     return loss
 
 
@@ -182,10 +182,6 @@ def _double_copy(field: HybridField) -> HybridField:
     return copy.deepcopy(field).double().cpu()
 
 
-def _scalars(physics: nn.Module) -> dict[str, float]:
-    return {k: float(v) for k, v in physical_parameters(physics).items() if v.numel() == 1}
-
-
 def _with_physics(field: HybridField, physics: nn.Module) -> HybridField:
     return HybridField(physics, field.correction)
 
@@ -197,13 +193,6 @@ def _loss(field, t, y, weight, mask) -> float:
     with torch.no_grad():
         pred = rollout(field, y[:, 0], t, method="rk4", options=options)
     return float((w * (pred[:, 1:] - y[:, 1:])).pow(2).mean())
-
-
-def _load(physics: nn.Module, stored: dict[str, Tensor]) -> None:
-    params = dict(physics.named_parameters())
-    with torch.no_grad():
-        for name, v in stored.items():
-            params[name.removeprefix("physics.")].copy_(v)
 
 
 def start_of_fit(module: nn.Module) -> None:

@@ -159,3 +159,13 @@ def test_fit_keeps_the_best_validation_checkpoint_beside_the_last(tiny_nc, tmp_p
         pred = model(torch.stack(y)[:, 0], t[0]).numpy()
     mse = ((pred - torch.stack(y).numpy()) ** 2).mean()
     assert len(scores) == 1 and float(scores[0]["best_model_score"]) == pytest.approx(mse, rel=1e-5)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_evaluate_and_predict_options_are_hybrid_evaluates_signature(command, capsys):
+    """The options and their help come from ``hybrid.evaluate.<command>``'s signature and Args."""
+    with pytest.raises(SystemExit):
+        main([command, "-h"])
+    out = capsys.readouterr().out
+    assert "--ckpt_path CKPT_PATH" in out and "--output OUTPUT" in out
+    assert "checkpoint of a ``hybrid fit`` run" in out and "--batch_size BATCH_SIZE" in out

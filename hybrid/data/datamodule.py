@@ -92,7 +92,7 @@ class WindowsWith(Dataset):
 class DatedWindows(WindowsWith):
     """``windows`` whose item ``i`` is ``(t, y, date)``, ``date = (f(0), Y)``: ``[2]`` float64,
     the phase of the year of the window's first frame and the calendar's year (s)
-    (:func:`frame_phases`). Every other attribute is ``windows``'.
+    (:func:`frame_phases`).
 
     Args:
         windows: the windows ``(t, y)`` of a split.
@@ -169,7 +169,7 @@ class ForcingFrames:
 
 class ForcedWindows(WindowsWith):
     """``windows`` whose item ``i`` ends with the window's forcing frames ``[W, n, *grid]``
-    (float32, normalised): ``(t, y[, date], F)``. Every other attribute is ``windows``'.
+    (float32, normalised): ``(t, y[, date], F)``.
 
     Args:
         windows: the windows of a split (:class:`TrajectoryWindows` or :class:`DatedWindows`).

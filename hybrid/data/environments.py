@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from hybrid.data.io import grid_from_dataset, open_netcdf, time_axis, trajectories_to_dataset
-from hybrid.data.simulate import SPLITS, SimulationSpec, simulate, true_parameters
+from hybrid.data.simulate import SimulationSpec, initial_states, simulate, true_parameters
 from hybrid.physics.grid import Grid
 
 DIM = "environment"
@@ -47,14 +47,8 @@ def simulate_environments(
 ) -> xr.Dataset:
     """Trajectories of every environment of ``spec``: a CF dataset with dims
     ``environment, sample, time, *grid`` and ``true_<name>(environment)`` variables."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     first = spec.environments[0]
-    n = first.n_samples[split] if n_samples is None else n_samples
-    if n < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n}")
-    y0 = first.initial_condition(np.random.default_rng([seed, SPLITS.index(split)]), n)
-    t = torch.arange(first.n_times[split], dtype=torch.float64) * first.dt
+    _, y0, t = initial_states(first, split, seed, n_samples)
     parts = []
     for env in spec.environments:
         y = simulate(env.model, y0, t, progress=False, **env.solver)  # [N, T, C, *grid]

@@ -14,9 +14,11 @@ import functools
 import glob
 import operator
 import os
+import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,24 +44,16 @@ def grid_coords(
     A box records periodic axes as the attribute ``periodic = 1`` on its coordinate (CF has no
     word for it); lat-lon periodicity is read from the longitudes themselves.
     """
-    if np.ndim(y) == 0:  # one axis
-        if kind == "latlon":
-            return {
-                "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
-                "lat": _coord(float(y), (), "Y", "degrees_north", "latitude"),
-            }
-        return {
-            "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[-1]))
-        }
-    if kind == "latlon":
-        return {
-            "lat": _coord(y, "lat", "Y", "degrees_north", "latitude"),
-            "lon": _coord(x, "lon", "X", "degrees_east", "longitude"),
-        }
-    return {
-        "y": _coord(y, "y", "Y", "m", "projection_y_coordinate", periodic=int(periodic[0])),
-        "x": _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[1])),
-    }
+    one_axis = np.ndim(y) == 0
+    if kind == "latlon":  # on one axis, the circle at the scalar latitude ``y``
+        values, dim = (float(y), ()) if one_axis else (y, "lat")
+        lat = _coord(values, dim, "Y", "degrees_north", "latitude")
+        return {"lat": lat, "lon": _coord(x, "lon", "X", "degrees_east", "longitude")}
+    xs = _coord(x, "x", "X", "m", "projection_x_coordinate", periodic=int(periodic[-1]))
+    if one_axis:
+        return {"x": xs}
+    ys = _coord(y, "y", "Y", "m", "projection_y_coordinate", periodic=int(periodic[0]))
+    return {"y": ys, "x": xs}
 
 
 def _coord(
@@ -113,25 +107,40 @@ def trajectories_to_dataset(
     return ds
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``ds`` to ``path`` atomically: to a temporary name beside it, then renamed.
+def refuse_to_replace(path: Path, overwrite: bool) -> None:
+    """An existing ``path`` is replaced only when asked: checked before any work is done."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite true to replace it")
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, overwrite: bool, *, folder: bool = False) -> Iterator[Path]:
+    """A temporary file (or ``folder``) beside ``path`` to write, renamed to ``path`` when the
+    block succeeds and removed when it fails, so that nothing is ever half-written.
 
     Raises:
-        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+        FileExistsError: on entering, if ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite (--overwrite) to replace it")
+    refuse_to_replace(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
-    os.close(fd)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = tmp if folder else tmp / path.name
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        yield target
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(target, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``ds`` to ``path`` atomically (:func:`replacing`); an existing ``path`` is replaced
+    only with ``overwrite`` (else ``FileExistsError``)."""
+    with replacing(path, overwrite) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return Path(path)
 
 
 def time_in_seconds(time: xr.DataArray) -> np.ndarray:
@@ -162,6 +171,7 @@ LAT_UNITS = ("degrees_north", "degree_north", "degrees_n", "degree_n")
 LON_UNITS = ("degrees_east", "degree_east", "degrees_e", "degree_e")
 ORDER = ("sample", "time", "lat", "lon", "y", "x")  # canonical dim names, in axis order
 SPATIAL = ORDER[2:]
+GRIDS = {(), ("lat", "lon"), ("lon", "lat"), ("y", "x"), ("x", "y"), ("lon",), ("x",)}  # in a file
 
 
 def open_trajectories(
@@ -222,10 +232,7 @@ def _resolve_paths(path: str | os.PathLike | Sequence[str | os.PathLike]) -> lis
         paths = [Path(p) for p in path]
     if not paths:
         raise ValueError("no files given (an empty list)")
-    for p in paths:
-        if not p.exists():
-            raise ValueError(f"{p}: no such file")
-    return paths
+    return paths  # each checked to exist by open_netcdf
 
 
 def open_netcdf(path: str | os.PathLike) -> xr.Dataset:
@@ -371,15 +378,7 @@ def _squeeze_extra_dims(ds: xr.Dataset, variables: Sequence[str], label: str) ->
             f"level first (e.g. ds.isel({extra[0]}=0))"
         )
     spatial = tuple(d for d in dims if d in SPATIAL)
-    if spatial not in (
-        (),
-        ("lat", "lon"),
-        ("lon", "lat"),
-        ("y", "x"),
-        ("x", "y"),
-        ("lon",),
-        ("x",),
-    ):
+    if spatial not in GRIDS:
         raise ValueError(
             f"{label}: spatial dims {spatial} must be (lat, lon) or (y, x), or one dim along "
             "lon or x (a 1-D grid: a longitude circle or a line)"

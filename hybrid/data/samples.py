@@ -6,6 +6,8 @@ import importlib
 import shutil
 from pathlib import Path
 
+from hybrid.data.io import replacing
+
 SAMPLES = {
     # name: (package, file inside it, pip extra)
     "ostia": ("iris_sample_data", "sample_data/ostia_monthly.nc", "ostia"),
@@ -31,12 +33,7 @@ def sample_path(name: str) -> Path:
 
 
 def copy_sample(name: str, output: str | Path, *, overwrite: bool = False) -> Path:
-    """Copy sample ``name`` to ``output`` atomically (temporary name, then rename)."""
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    shutil.copyfile(sample_path(name), tmp)
-    tmp.replace(output)
-    return output
+    """Copy sample ``name`` to ``output`` atomically (:func:`hybrid.data.io.replacing`)."""
+    with replacing(output, overwrite) as tmp:
+        shutil.copyfile(sample_path(name), tmp)
+    return Path(output)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from hybrid.data.io import grid_coords, trajectories_to_dataset
 from hybrid.dynamics import rollout
-from hybrid.physics.parameters import physical_parameters
+from hybrid.physics.parameters import scalar_parameters
 
 SPLITS = ("train", "test")
 
@@ -79,8 +79,26 @@ def simulate(
 
 def true_parameters(prior: nn.Module) -> dict[str, float]:
     """``{"true_<name>": value}`` for every scalar physical parameter of ``prior``."""
-    params = physical_parameters(prior)
-    return {f"true_{k}": float(v) for k, v in params.items() if v.numel() == 1}
+    return {f"true_{k}": v for k, v in scalar_parameters(prior).items()}
+
+
+def initial_states(
+    spec: SimulationSpec, split: str, seed: int, n_samples: int | None
+) -> tuple[np.random.Generator, Tensor, Tensor]:
+    """The split's random stream (independent streams of one ``seed`` per split), ``n_samples``
+    initial states ``[N, *S]`` (default the protocol's number) and the output times ``[T]`` (s).
+
+    Raises:
+        ValueError: an unknown ``split``, or ``n_samples < 1``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    n = spec.n_samples[split] if n_samples is None else n_samples
+    if n < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n}")
+    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    t = torch.arange(spec.n_times[split], dtype=torch.float64) * spec.dt
+    return rng, spec.initial_condition(rng, n), t
 
 
 def simulate_dataset(
@@ -91,18 +109,9 @@ def simulate_dataset(
     n_samples: int | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
-    """Trajectories of ``spec`` for ``split`` (``train`` or ``test``) as a CF-1.8 dataset.
-
-    Splits draw their initial conditions from independent streams of the same ``seed``.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    n = spec.n_samples[split] if n_samples is None else n_samples
-    if n < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n}")
-    rng = np.random.default_rng([seed, SPLITS.index(split)])
-    y0 = spec.initial_condition(rng, n)
-    t = torch.arange(spec.n_times[split], dtype=torch.float64) * spec.dt
+    """Trajectories of ``spec`` for ``split`` (``train`` or ``test``) as a CF-1.8 dataset, from
+    :func:`initial_states`."""
+    rng, y0, t = initial_states(spec, split, seed, n_samples)
     y = simulate(spec.model, y0, t, progress=progress, **spec.solver)
     if spec.observe is not None:
         y = spec.observe(rng, y)

@@ -25,28 +25,25 @@ class LazyTrajectories:
     """
 
     def __init__(self, ds: xr.Dataset, variables: Sequence[str]) -> None:
-        self.arrays = [
-            (ds[v] if "sample" in ds[v].dims else ds[v].expand_dims("sample")).transpose(
-                "sample", "time", ...
-            )
-            for v in variables
-        ]
-        first = self.arrays[0]
-        self.shape = (
-            first.sizes["sample"],
-            first.sizes["time"],
-            len(self.arrays),
-            *first.shape[2:],
+        self._hold(
+            [
+                (ds[v] if "sample" in ds[v].dims else ds[v].expand_dims("sample")).transpose(
+                    "sample", "time", ...
+                )
+                for v in variables
+            ]
         )
+
+    def _hold(self, arrays: list[xr.DataArray]) -> None:
+        """One ``[N, T, *grid]`` array per channel, and their ``shape``: ``(N, T, C, *grid)``."""
+        self.arrays, first = arrays, arrays[0]
+        self.shape = (first.sizes["sample"], first.sizes["time"], len(arrays), *first.shape[2:])
         self.ndim = len(self.shape)
 
     def isel(self, samples=slice(None), frames=slice(None)) -> LazyTrajectories:
         """A lazy subset of trajectories and frames."""
         out = object.__new__(LazyTrajectories)
-        out.arrays = [a.isel(sample=samples, time=frames) for a in self.arrays]
-        first = out.arrays[0]
-        out.shape = (first.sizes["sample"], first.sizes["time"], *self.shape[2:])
-        out.ndim = self.ndim
+        out._hold([a.isel(sample=samples, time=frames) for a in self.arrays])
         return out
 
     def raw(self, n: int, frames: slice) -> np.ndarray:

@@ -20,11 +20,7 @@ from hybrid.physics.grid import Grid
 
 
 def pad_geometry(x: Tensor, periodic: tuple[bool, ...], width: int) -> Tensor:
-    """Pad ``x: [N, C, ny, nx]`` (``periodic = (y, x)``) or ``x: [N, C, nx]`` (``periodic = (x,)``)
-    by ``width`` cells on each side of the grid axes.
-
-    Circular along a periodic axis (the neighbour across the seam), zeros along a wall.
-    """
+    """:func:`hybrid.physics.operators.pad`: circular along a periodic axis, zeros at a wall."""
     return operators.pad(x, periodic, width)  # [N, C, ny + 2w, nx + 2w] or [N, C, nx + 2w]
 
 
@@ -73,7 +69,9 @@ GridConv2d = GridConv  # the name it had when grids were 2-D only
 
 
 def geometry_of(grid: Grid | None) -> tuple[tuple[bool, ...], Tensor | None]:
-    """``(periodic, active)`` of a grid; fully periodic 2-D and unmasked without one."""
+    """``(periodic, active)`` of a grid; fully periodic 2-D and unmasked without one. A network
+    registers ``active`` as a buffer, saved with its weights: a model rebuilt from a checkpoint's
+    grid description gets its land mask back from the state dict (``hybrid.train``)."""
     if grid is None:
         return (True, True), None
     return tuple(bool(p) for p in grid.periodic), grid.active > 0.5  # bool, the grid's shape

@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybrid.models.conv import GridConv, geometry_of, zero_init
 from hybrid.models.normalisation import ChannelScaler
 from hybrid.models.sizes import require_positive
-from hybrid.models.unet import unet_paths
+from hybrid.models.unet import check_divisible, unet_pass, unet_paths
 from hybrid.physics.grid import Grid
 
 EULER_ONLY = (
@@ -72,11 +71,8 @@ class NextFrameUNet(nn.Module):
         require_positive("NextFrameUNet", channels=channels, frames=frames, hidden=hidden)
         if levels < 0:
             raise ValueError(f"NextFrameUNet levels must be non-negative, got {levels}")
-        if grid is not None and any(n % 2**levels for n in grid.shape):
-            raise ValueError(
-                f"NextFrameUNet with levels={levels} needs every grid axis divisible by "
-                f"{2**levels}, got grid shape {tuple(grid.shape)}"
-            )
+        if grid is not None:
+            check_divisible("NextFrameUNet", grid.shape, levels)
         self.channels, self.frames, self.levels = channels, frames, levels
         self.periodic, active = geometry_of(grid)
         self.register_buffer("active", active)
@@ -92,17 +88,7 @@ class NextFrameUNet(nn.Module):
 
     def body(self, z: Tensor) -> Tensor:
         """``z: [N, k C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""
-        skips, h = [], z
-        pool = F.avg_pool1d if len(self.periodic) == 1 else F.avg_pool2d
-        for level, block in enumerate(self.down):
-            if level > 0:
-                h = pool(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2] (or [N, w, nx'/2])
-            h = block(h)
-            skips.append(h)
-        for block, skip in zip(self.up, skips[-2::-1], strict=True):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")  # [N, w, 2 ny', 2 nx']
-            h = block(torch.cat((h, skip), dim=1))  # [N, w + w_skip, ...]
-        return self.head(h)
+        return unet_pass(self.down, self.up, self.head, z)
 
     def tendency(self, window: Tensor) -> Tensor:
         """``s ⊙ net(z)`` of ``window``: ``[..., k, C, *grid]`` (oldest first) -> ``[..., C,

@@ -58,8 +58,6 @@ class ResNet(nn.Module):
         super().__init__()
         require_positive("ResNet", channels=channels, hidden=hidden, blocks=blocks)
         self.periodic, active = geometry_of(grid)
-        # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
-        # land mask back from the state dict (hybrid.train.HybridModule).
         self.register_buffer("active", active)
         if coords and grid is None:
             raise ValueError("coords=True needs the grid (its shape and periodic axes)")

@@ -49,6 +49,33 @@ def unet_paths(
     return down, up
 
 
+def check_divisible(owner: str, shape: tuple[int, ...], levels: int) -> None:
+    """Raise unless every grid axis of ``shape`` divides by ``2**levels`` (the poolings)."""
+    if any(n % 2**levels for n in shape):
+        axes = "(ny, nx)" if len(shape) == 2 else "(nx,)"
+        raise ValueError(
+            f"{owner} with levels={levels} needs every grid axis divisible by {2**levels}, "
+            f"got grid shape {axes} = {tuple(shape)}"
+        )
+
+
+def unet_pass(down: nn.ModuleList, up: nn.ModuleList, head: nn.Module, z: Tensor) -> Tensor:
+    """The U-Net of :func:`unet_paths` on ``z: [N, c_in, *grid]`` -> ``head``'s ``[N, C, *grid]``:
+    down blocks with 2x average pooling between levels, up blocks on the nearest-upsampled
+    coarser level beside its skip."""
+    skips, h = [], z
+    pool = F.avg_pool1d if z.ndim == 3 else F.avg_pool2d
+    for level, block in enumerate(down):
+        if level > 0:
+            h = pool(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2] (or [N, w, nx'/2])
+        h = block(h)
+        skips.append(h)
+    for block, skip in zip(up, skips[-2::-1], strict=True):
+        h = F.interpolate(h, scale_factor=2, mode="nearest")  # [N, w, 2 ny', 2 nx']
+        h = block(torch.cat((h, skip), dim=1))  # concat channels: [N, w + w_skip, ...]
+    return head(h)
+
+
 class UNet(nn.Module):
     """``dy/dt = out_scale * mask * net(mask * (y - mean) / std)``, a U-Net.
 
@@ -81,42 +108,20 @@ class UNet(nn.Module):
         require_positive("UNet", channels=channels, hidden=hidden, levels=levels)
         self.levels, self.shape = levels, None if grid is None else tuple(grid.shape)
         if self.shape is not None:
-            self._check_shape(self.shape)
+            check_divisible("UNet", self.shape, levels)
         self.periodic, active = geometry_of(grid)
-        # Saved with the weights: a model rebuilt from a checkpoint's grid description gets its
-        # land mask back from the state dict (hybrid.train.HybridModule).
         self.register_buffer("active", active)
         self.scaler = ChannelScaler(channels, -1 - len(self.periodic))
         self.down, self.up = unet_paths(channels, hidden, levels, self.periodic, activation)
         self.head = GridConv(hidden, channels, self.periodic)
         zero_init(self.head)
 
-    def _check_shape(self, shape: tuple[int, ...]) -> None:
-        factor = 2**self.levels
-        if any(n % factor for n in shape):
-            axes = "(ny, nx)" if len(shape) == 2 else "(nx,)"
-            raise ValueError(
-                f"UNet with levels={self.levels} needs ny and nx divisible by {factor}, "
-                f"got grid shape {axes} = {tuple(shape)}"
-            )
-
     def body(self, z: Tensor) -> Tensor:
         """``z: [N, C, *grid]`` (normalised, masked) -> ``[N, C, *grid]``."""
-        skips = []
-        h = z
-        pool = F.avg_pool1d if len(self.periodic) == 1 else F.avg_pool2d
-        for level, block in enumerate(self.down):
-            if level > 0:
-                h = pool(h, 2)  # [N, w, ny', nx'] -> [N, w, ny'/2, nx'/2] (or [N, w, nx'/2])
-            h = block(h)
-            skips.append(h)
-        for block, skip in zip(self.up, skips[-2::-1], strict=True):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")  # [N, w, 2 ny', 2 nx']
-            h = block(torch.cat((h, skip), dim=1))  # concat channels: [N, w + w_skip, ...]
-        return self.head(h)
+        return unet_pass(self.down, self.up, self.head, z)
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         """``y: [..., C, *grid]`` -> ``dy/dt`` of the same shape."""
         if self.shape is None:  # no grid to check in __init__: a check on two ints, every call
-            self._check_shape(y.shape[-len(self.periodic) :])
+            check_divisible("UNet", y.shape[-len(self.periodic) :], self.levels)
         return apply_on_field(self.body, self.scaler, self.active, y)

@@ -81,12 +81,7 @@ class AdvectionDiffusion(nn.Module):
         scheme: Literal["centred", "upwind"] = "centred",
     ) -> None:
         super().__init__()
-        schemes = {
-            "centred": operators.advective_flux_centred,
-            "upwind": operators.advective_flux_upwind,
-        }
-        if scheme not in schemes:
-            raise ValueError(f"scheme must be one of {sorted(schemes)}, got {scheme!r}")
+        self._advective_flux = operators.advective_flux(scheme)
         components = getattr(velocity, "components", grid.ndim)
         if components != grid.ndim:
             raise ValueError(
@@ -94,7 +89,6 @@ class AdvectionDiffusion(nn.Module):
                 "per axis (ConstantVelocity(u, v=None) on a 1-D grid, FlowEstimator(dims=1))"
             )
         self.grid, self.velocity, self.scheme = grid, velocity, scheme
-        self._advective_flux = schemes[scheme]
         self.log_kappa = log_parameter(kappa, "kappa")
 
     kappa = Positive()

@@ -56,13 +56,8 @@ class MovingFlowTracer(nn.Module):
             raise ValueError(f"max_speed must be positive (m/s), got {max_speed}")
         if grid.ndim != 2:
             raise ValueError(f"MovingFlowTracer needs a 2-D grid, got shape {grid.shape}")
-        fluxes = {
-            "centred": operators.advective_flux_centred,
-            "upwind": operators.advective_flux_upwind,
-        }
-        if scheme not in fluxes:
-            raise ValueError(f"scheme must be one of {sorted(fluxes)}, got {scheme!r}")
-        self.grid, self.max_speed, self._advective_flux = grid, max_speed, fluxes[scheme]
+        self._advective_flux = operators.advective_flux(scheme)
+        self.grid, self.max_speed = grid, max_speed
         self.log_kappa = log_parameter(kappa, "kappa")
         self.register_buffer("drift", torch.tensor([float(d) for d in drift]))
 

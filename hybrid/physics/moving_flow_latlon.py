@@ -91,14 +91,8 @@ class TurningFlowTracer(nn.Module):
             )
         if not max_speed > 0:
             raise ValueError(f"max_speed must be positive (m/s), got {max_speed}")
-        fluxes = {
-            "centred": operators.advective_flux_centred,
-            "upwind": operators.advective_flux_upwind,
-        }
-        if scheme not in fluxes:
-            raise ValueError(f"scheme must be one of {sorted(fluxes)}, got {scheme!r}")
+        self._advective_flux = operators.advective_flux(scheme)
         self.grid, self.omega, self.max_speed = grid, float(omega), max_speed
-        self._advective_flux = fluxes[scheme]
         self.log_kappa = log_parameter(kappa, "kappa")
         self.dlam = 2 * math.pi / grid.shape[-1]  # the longitude step Δλ (rad): a closed circle
 

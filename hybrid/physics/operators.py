@@ -13,6 +13,8 @@ or an advective tendency is zero to round-off on every geometry: mass is conserv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -121,6 +123,14 @@ def advective_flux_upwind(c: Tensor, *w_and_grid: Tensor | Grid) -> tuple[Tensor
     ``c, u[, v], grid``."""
     faces = face_velocity(*w_and_grid)
     return tuple(q * torch.where(q > 0, c, _next(c, k)) for k, q in enumerate(faces))
+
+
+def advective_flux(scheme: str) -> Callable[..., tuple[Tensor, ...]]:
+    """:func:`advective_flux_centred` or :func:`advective_flux_upwind`, by ``scheme`` name."""
+    schemes = {"centred": advective_flux_centred, "upwind": advective_flux_upwind}
+    if scheme not in schemes:
+        raise ValueError(f"scheme must be one of {sorted(schemes)}, got {scheme!r}")
+    return schemes[scheme]
 
 
 def advection_centred(c: Tensor, *w_and_grid: Tensor | Grid) -> Tensor:

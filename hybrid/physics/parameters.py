@@ -86,6 +86,11 @@ def physical_parameters(module: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+def scalar_parameters(module: nn.Module) -> dict[str, float]:
+    """The scalar ones of :func:`physical_parameters`, as floats (what is logged and reported)."""
+    return {k: float(v) for k, v in physical_parameters(module).items() if v.numel() == 1}
+
+
 def stored_parameter(module: nn.Module, name: str) -> nn.Parameter:
     """The parameter behind the physical name ``name`` (as :func:`physical_parameters` spells it:
     ``kappa`` is stored as ``log_kappa``, ``coriolis.f0`` as ``coriolis.scaled_f0``).

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from hybrid.cli import main
-from hybrid.data.io import to_tensor, write_netcdf
+from hybrid.data.io import replacing, to_tensor, write_netcdf
 from hybrid.data.protocols import DATASETS, build
 from hybrid.data.simulate import simulate, simulate_dataset
 from hybrid.dynamics import rollout
@@ -96,6 +96,17 @@ def test_write_netcdf_never_overwrites_silently(tmp_path):
     write_netcdf(xr.Dataset({"a": ("t", [1.0])}), path, overwrite=True)
     assert xr.open_dataset(path).a.values.tolist() == [1.0]
     assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    """``io.replacing``, the one atomic writer: an interrupted block replaces nothing."""
+    path = tmp_path / "x.nc"
+    path.write_text("precious")
+    with pytest.raises(RuntimeError, match="interrupted"), replacing(path, True) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "precious"
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_cli_simulate_writes_netcdf_and_plot(tmp_path, capsys):
