@@ -35,6 +35,7 @@ Measured on the APHYNITY pendulum (NOTES, session 4).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -100,7 +101,8 @@ def polish_step(
     """The re-split on the batch's states ``y``, then one step of the polisher
     (:func:`make_polisher`, as Lightning wraps it, so that it counts as a training step) on
     ``L_traj`` (``loss()["traj_loss"]``, recomputed at every evaluation); returns ``loss()`` at
-    the step's end, detached, for logging."""
+    the step's end, detached, for logging. A step that fails (L-BFGS's line search overflowing,
+    a non-finite loss) is undone with a warning: the network keeps its values, training goes on."""
     if resplit(module, y):
         getattr(optimizer, "optimizer", optimizer).state.clear()  # a fresh L-BFGS history
 
@@ -110,6 +112,23 @@ def polish_step(
         module.manual_backward(traj)
         return traj.detach()
 
-    optimizer.step(closure)
+    lbfgs = getattr(optimizer, "optimizer", optimizer)
+    params = [p for group in lbfgs.param_groups for p in group["params"]]
+    before = [p.detach().clone() for p in params]
+    try:
+        optimizer.step(closure)
+        failed = None
+    except RuntimeError as error:  # e.g. a line search that extrapolated past float range
+        failed = str(error)
     with torch.no_grad():
+        out = {k: v.detach() for k, v in loss().items()}
+    if failed is None and not torch.isfinite(out["traj_loss"]):
+        failed = "a non-finite trajectory loss"
+    if failed is None:
+        return out
+    warnings.warn(f"polish step skipped ({failed}); the network keeps its values", stacklevel=2)
+    with torch.no_grad():
+        for p, old in zip(params, before, strict=True):
+            p.copy_(old)
+        lbfgs.state.clear()
         return {k: v.detach() for k, v in loss().items()}

@@ -130,3 +130,29 @@ def test_polish_needs_a_network():
         HybridModule(LinearDecay(gamma=0.5), None, polish_epochs=3)
     with pytest.raises(ValueError, match="polish_epochs must be >= 0"):
         HybridModule(LinearDecay(gamma=0.5), MLP(1), polish_epochs=-1)
+
+
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_a_failed_polish_step_is_undone_and_training_goes_on(
+    decay_file, tmp_path, monkeypatch, failure
+):
+    """L-BFGS's strong-Wolfe search can extrapolate its step past float range and raise
+    (measured: the pendulum's data-only MLP with SiLU), or leave a non-finite loss: the step is
+    undone (the network keeps its values, a warning says so) and the run finishes."""
+
+    def broken_step(self, closure):
+        closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.fill_(float("nan"))
+        if failure == "raise":
+            raise RuntimeError("value cannot be converted to type float without overflow")
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", broken_step)
+    model = _module(NaiveSum(), Gain(), polish_epochs=1)
+    with torch.no_grad():
+        model.correction.w.fill_(-0.1)
+    with pytest.warns(UserWarning, match="polish step skipped"):
+        _fit(model, _dm(decay_file), tmp_path, epochs=1)
+    assert float(model.correction.w) == pytest.approx(-0.1) and torch.isfinite(model.physics.gamma)
