@@ -139,6 +139,19 @@ def correction_of(model: HybridModule, t: torch.Tensor, y: torch.Tensor) -> dict
     return {**sq, "ratio": sq["fa_sq"] / sq["fp_sq"]}
 
 
+def refined_copies(models: dict[str, HybridModule], steps: int) -> dict[str, HybridModule]:
+    """A copy of each model with a :class:`FlowEstimator`, its estimate refined on the observed
+    frames by ``steps`` Gauss-Newton steps (the estimator's other refinement options kept)."""
+    out = {}
+    for name, model in models.items():
+        if any(isinstance(m, FlowEstimator) for m in model.modules()):
+            out[f"{name} refined"] = copy.deepcopy(model)
+            for m in out[f"{name} refined"].modules():
+                if isinstance(m, FlowEstimator):
+                    m.refinement["steps"] = steps
+    return out
+
+
 def score(models: dict[str, HybridModule], test: str) -> dict:
     """RMSE per lead 0..10 of each model and persistence from the same starts; flow and
     correction scores where a model has them."""
@@ -222,6 +235,10 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--ckpts", nargs="+", metavar="NAME=CKPT", help="score these instead")
     parser.add_argument("--test", default="data/generated/moving_flow/test.nc")
+    parser.add_argument(
+        "--refine", type=int, default=0, metavar="STEPS",
+        help="also score each flow model with its estimate refined on the past (STEPS)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.ckpts:
         paths = dict(item.split("=", 1) for item in args.ckpts)
@@ -229,6 +246,7 @@ if __name__ == "__main__":
             k: HybridModule.load_from_checkpoint(p, map_location="cpu").eval()
             for k, p in paths.items()
         }
+        models.update(refined_copies(models, args.refine) if args.refine else {})
         report = score(models, args.test)
     else:
         report = run_study(args.root, args.epochs)
