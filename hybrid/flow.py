@@ -229,7 +229,7 @@ def prior_step(field: nn.Module, reader: nn.Module, dt: Tensor) -> Transport:
 
     def step(c: Tensor, w: tuple[Tensor, ...]) -> Tensor:
         reader.hold(w)
-        return rollout(prior, c, dt, method="rk4")[:, -1]
+        return rollout(prior, c, dt.clone(), method="rk4")[:, -1]  # not an inference tensor
 
     return step
 

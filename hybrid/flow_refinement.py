@@ -119,7 +119,8 @@ def refine_flow(
     divergence: float = 100.0,
 ) -> tuple[Tensor, ...]:  # fmt: skip
     """The flow that minimises the module docstring's ``f_b`` from ``flow`` (``steps``
-    Gauss-Newton steps of ``cg_steps`` CG iterations); gradients are not kept.
+    Gauss-Newton steps of ``cg_steps`` CG iterations); gradients are not kept. Runs with
+    gradients on, also when called under ``torch.no_grad`` or ``torch.inference_mode``.
 
     Args:
         transport: see :func:`hindcast_residuals`.
@@ -139,12 +140,15 @@ def refine_flow(
             f"got {pairs}"
         )
     weights = {"smoothness": smoothness, "divergence": divergence}
+    with torch.inference_mode(False), torch.enable_grad():  # also under Lightning's predict
+        observed = past.clone()  # a normal tensor, even from inference mode
 
-    def residual(z: Tensor) -> Tensor:
-        return hindcast_residuals(transport, past, z, grid, speed=speed, pairs=pairs, **weights)
+        def residual(z: Tensor) -> Tensor:
+            return hindcast_residuals(
+                transport, observed, z, grid, speed=speed, pairs=pairs, **weights
+            )
 
-    z = torch.cat(flow, 1).detach() / speed  # [B, dims, *grid]
-    with torch.enable_grad():
+        z = torch.cat(flow, 1).detach().clone() / speed  # [B, dims, *grid]
         for _ in range(steps):
             z = gauss_newton_step(residual, z, cg_steps)
-    return tuple((z * speed * grid.active).split(1, 1))
+        return tuple((z * speed * grid.active).split(1, 1))

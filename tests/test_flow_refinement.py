@@ -120,12 +120,31 @@ def test_refinement_reads_no_future_frame_and_no_other_window(grid):
     assert float((first[0][0] - 0.3).abs().max()) < 0.01  # from 0.3: it did move
 
 
-def test_no_refinement_while_training_or_when_off(grid):
-    """In training mode, and with ``refine_steps=0`` (the default), the estimate is the
-    network's: the untrained estimator's zero flow."""
-    y = carried(grid, tracer(grid, 1, 2), 0.3, -0.2)
-    for field in (flow_model(grid, refine_steps=3).train(), flow_model(grid)):
-        assert all(float(w.abs().max()) == 0 for w in refined(field, grid, y))
+def test_refinement_runs_under_inference_mode(grid):
+    """Lightning's predict (``hybrid evaluate``) runs under ``torch.inference_mode``: the
+    refinement still takes its gradients there, and gives what it gives under ``no_grad``."""
+    field = flow_model(grid, refine_steps=1, refine_iterations=10)
+    y = carried(grid, tracer(grid, 1, 1), 0.3, -0.2)
+    t = (torch.arange(WINDOW, dtype=torch.float64) * DT).expand(1, -1)
+    with torch.inference_mode():
+        observe_past(field, grid, t, y)
+        u, v = field.physics.velocity()
+    for a, b in zip((u, v), refined(field, grid, y), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    assert float((u - 0.3).abs().mean()) < 0.2  # from 0.3: it moved
+
+
+def test_no_refinement_in_a_training_step_or_when_off(grid):
+    """In training mode with gradients recorded (a training step), and with ``refine_steps=0``
+    (the default), the estimate is the network's: the untrained estimator's zero flow. In
+    training mode without gradients (``hybrid evaluate`` scores the flow so) it is refined."""
+    y = carried(grid, tracer(grid, 1, 1), 0.3, -0.2)
+    t = (torch.arange(WINDOW, dtype=torch.float64) * DT).expand(1, -1)
+    training = flow_model(grid, refine_steps=1, refine_iterations=10).train()
+    observe_past(training, grid, t, y)
+    assert all(float(w.detach().abs().max()) == 0 for w in training.physics.velocity())
+    assert all(float(w.abs().max()) == 0 for w in refined(flow_model(grid), grid, y))
+    assert float(refined(training, grid, y)[0].mean()) > 0.1  # from 0: refined
 
 
 @pytest.mark.parametrize(

@@ -84,9 +84,10 @@ class FlowEstimator(nn.Module):
         refine_steps: Gauss-Newton steps refining each estimate on the observed frames
             (:func:`hybrid.flow_refinement.refine_flow`: the prior, the candidate flow held,
             should carry each of the last ``refine_pairs`` observed frames to the next), after
-            the network and outside training (evaluation, validation, test): the network
-            learns as without it. 0 (off) by default; :func:`hybrid.flow.observe_past` calls
-            :meth:`refine`.
+            the network, except in training mode with gradients recorded (a training step:
+            the refined flow carries no gradient, so the network learns as without it);
+            validation, test, ``hybrid evaluate`` and the scorers refine. 0 (off) by default;
+            :func:`hybrid.flow.observe_past` calls :meth:`refine`.
         refine_iterations: conjugate-gradient iterations per Gauss-Newton step.
         refine_pairs: transitions fitted, the most recent (``1 .. frames - 1``).
         refine_smoothness, refine_divergence: the refinement's weights ``λ_s``, ``λ_d`` of
@@ -248,9 +249,11 @@ class FlowEstimator(nn.Module):
     def refine(self, transport: Transport, grid: Grid) -> None:
         """Replace the held estimate by its refinement on the frames of the last
         :meth:`observe` (:func:`hybrid.flow_refinement.refine_flow`, ``transport`` the prior's
-        one data step with a flow held by :meth:`hold`); nothing when ``refine_steps`` is 0 or
-        while training. The refined flow carries no gradient."""
-        if not self.refinement["steps"] or self.training or self._past is None:
+        one data step with a flow held by :meth:`hold`); nothing when ``refine_steps`` is 0, or
+        in training mode with gradients recorded (a training step). The refined flow carries no
+        gradient."""
+        training_step = self.training and torch.is_grad_enabled()
+        if not self.refinement["steps"] or training_step or self._past is None:
             return
         start, options = self(), self.refinement
         self._flow = refine_flow(transport, self._past, start, grid, speed=self.speed, **options)
