@@ -8,8 +8,9 @@ over the grid are area-weighted over active cells.
 
 A part that reads the past (:class:`ReadsPast`, e.g. :class:`hybrid.models.flow.FlowEstimator`)
 is given the first ``frames`` frames of each window by :func:`observe_past` before the rollout;
-the forecast then starts from the last observed frame. :func:`flow_penalty` sums the
-regularisers such parts computed on their last estimate.
+the forecast then starts from the last observed frame. A part with a ``refine`` method is then
+handed the prior's one-step transport (:func:`prior_step`) to refine its estimate on those
+frames. :func:`flow_penalty` sums the regularisers such parts computed on their last estimate.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from hybrid.dynamics import rollout
+from hybrid.flow_refinement import Transport
 from hybrid.physics import operators
 from hybrid.physics.grid import Grid
 
@@ -211,7 +214,24 @@ def observe_past(
         )
     for m in readers:
         m.observe(y[:, k - m.frames : k], grid)  # [B, frames, C, *grid]
+        if hasattr(m, "refine"):
+            m.refine(prior_step(field, m, t[0, :2] - t[0, :1]), grid)
     return t[:, k - 1 :] - t[:, k - 1 : k], y[:, k - 1 :]
+
+
+def prior_step(field: nn.Module, reader: nn.Module, dt: Tensor) -> Transport:
+    """``(c, w) -> c`` one data step later (``dt = [0, Δt]``), carried by ``field``'s prior
+    (``field.physics``, or ``field`` itself without one) with the flow ``w`` held by ``reader``
+    (its ``hold``): rk4 at the data step, sub-stepped where the prior's stable step is shorter.
+    ``c``: ``[N, C, *grid]``; ``w``: ``(u[, v])``, ``[N, 1, *grid]`` each (m/s)."""
+    prior = getattr(field, "physics", None)
+    prior = field if prior is None else prior
+
+    def step(c: Tensor, w: tuple[Tensor, ...]) -> Tensor:
+        reader.hold(w)
+        return rollout(prior, c, dt.clone(), method="rk4")[:, -1]  # not an inference tensor
+
+    return step
 
 
 def flow_penalty(field: nn.Module) -> Tensor | float:

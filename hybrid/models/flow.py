@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybrid.flow import flow_regularisation, normal_flow, streamfunction_flow
+from hybrid.flow_refinement import Transport, refine_flow
 from hybrid.models.activations import activation as make_activation
 from hybrid.models.conv import CONV, pad_geometry
 from hybrid.models.sizes import require_positive
@@ -80,6 +81,18 @@ class FlowEstimator(nn.Module):
             by ``cos²(k/2)`` per axis: meant against grid-scale steps in ``ψ`` that the curl's
             difference would amplify (it did not help on the moving-flow box). ``ψ`` outputs
             only; 0 (off) by default.
+        refine_steps: Gauss-Newton steps refining each estimate on the observed frames
+            (:func:`hybrid.flow_refinement.refine_flow`: the prior, the candidate flow held,
+            should carry each of the last ``refine_pairs`` observed frames to the next), after
+            the network, except in training mode with gradients recorded (a training step:
+            the refined flow carries no gradient, so the network learns as without it);
+            validation, test, ``hybrid evaluate`` and the scorers refine. 0 (off) by default;
+            :func:`hybrid.flow.observe_past` calls :meth:`refine`.
+        refine_iterations: conjugate-gradient iterations per Gauss-Newton step.
+        refine_pairs: transitions fitted, the most recent (``1 .. frames - 1``).
+        refine_smoothness, refine_divergence: the refinement's weights ``λ_s``, ``λ_d`` of
+            ``Δ² ⟨|∇w|²⟩ / U²`` and ``Δ² ⟨(∇·w)²⟩ / U²`` against the hindcast misfit (relative
+            to persistence's).
         activation: ``"gelu"``, ``"silu"``, ``"tanh"`` or ``"relu"``.
         dims: the grid's rank, 2 (a box or lat-lon patch) or 1 (a line or longitude circle):
             the number of velocity components and of the convolutions' axes.
@@ -98,6 +111,11 @@ class FlowEstimator(nn.Module):
         normal_flow: float = 0.0,
         output: Literal["velocity", "streamfunction", "both"] = "velocity",
         smoothing: int = 0,
+        refine_steps: int = 0,
+        refine_iterations: int = 100,
+        refine_pairs: int = 1,
+        refine_smoothness: float = 1e-2,
+        refine_divergence: float = 100.0,
         activation: str = "gelu",
         dims: int = 2,
     ) -> None:
@@ -123,6 +141,22 @@ class FlowEstimator(nn.Module):
             )
         if not speed > 0:
             raise ValueError(f"FlowEstimator speed must be positive (m/s), got {speed}")
+        pairs_ok = 1 <= refine_pairs < frames or not refine_steps
+        if refine_steps < 0 or refine_iterations < 1 or not pairs_ok:
+            raise ValueError(
+                "FlowEstimator refine_steps must be >= 0, refine_iterations >= 1 and, to refine, "
+                f"refine_pairs in 1..frames-1 = 1..{frames - 1}; got {refine_steps}, "
+                f"{refine_iterations}, {refine_pairs}"
+            )
+        if refine_smoothness < 0 or refine_divergence < 0:
+            raise ValueError(
+                "FlowEstimator refine_smoothness and refine_divergence must be non-negative, "
+                f"got {refine_smoothness}, {refine_divergence}"
+            )
+        self.refinement = {
+            "steps": refine_steps, "cg_steps": refine_iterations, "pairs": refine_pairs,
+            "smoothness": refine_smoothness, "divergence": refine_divergence,
+        }  # fmt: skip
         weights = {"divergence": divergence, "smoothness": smoothness, "magnitude": magnitude}
         for name, value in weights.items():
             if value < 0:
@@ -146,6 +180,7 @@ class FlowEstimator(nn.Module):
         nn.init.zeros_(self.head.bias)
         self._flow: tuple[Tensor, ...] | None = None
         self._penalty: Tensor | None = None
+        self._past: Tensor | None = None
 
     def net(self, z: Tensor, periodic: tuple[bool, ...]) -> Tensor:
         """``z: [B, k C, *grid]`` -> ``[B, outputs, *grid]``: the streamfunction first (in units
@@ -209,6 +244,23 @@ class FlowEstimator(nn.Module):
         out = self.net(z, tuple(grid.periodic))  # -> [B, outputs, *grid]
         self._flow = self._velocity(out, grid)
         self._penalty = flow_regularisation(*self._flow, grid, speed=self.speed, **self.weights)
+        self._past = past.detach()
+
+    def refine(self, transport: Transport, grid: Grid) -> None:
+        """Replace the held estimate by its refinement on the frames of the last
+        :meth:`observe` (:func:`hybrid.flow_refinement.refine_flow`, ``transport`` the prior's
+        one data step with a flow held by :meth:`hold`); nothing when ``refine_steps`` is 0, or
+        in training mode with gradients recorded (a training step). The refined flow carries no
+        gradient."""
+        training_step = self.training and torch.is_grad_enabled()
+        if not self.refinement["steps"] or training_step or self._past is None:
+            return
+        start, options = self(), self.refinement
+        self._flow = refine_flow(transport, self._past, start, grid, speed=self.speed, **options)
+
+    def hold(self, flow: tuple[Tensor, ...]) -> None:
+        """Hold ``flow`` (``(u[, v])``, ``[B, 1, *grid]`` each, m/s) as the estimate."""
+        self._flow = tuple(flow)
 
     def _velocity(self, out: Tensor, grid: Grid) -> tuple[Tensor, ...]:
         """The network's output ``[B, (1 +) dims or 1, *grid]`` (``ψ`` first) -> ``(u[, v])``
