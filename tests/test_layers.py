@@ -12,7 +12,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybrid"
 # Lower layers first; a module may import its own layer or lower ones.
 LAYERS = [
     {"physics"},
-    {"dynamics", "metrics", "models", "objectives", "identifiability", "plots", "flow"},
+    {
+        "dynamics",
+        "metrics",
+        "models",
+        "objectives",
+        "identifiability",
+        "plots",
+        "flow",
+        "flow_refinement",
+    },
     {"data"},
     {"train", "warm_start", "callbacks", "schedule", "polish", "environments"},
     {"evaluate"},
