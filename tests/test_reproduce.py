@@ -65,11 +65,12 @@ def test_pendulum_aphynity_takes_the_least_norm_split_near_the_solver_floor(tmp_
     """The issue's command (the config's 60 epochs, the last 10 polished): ω0² is the least-norm
     split that :mod:`hybrid.identifiability` predicts from the true tendency on the training
     windows in the objective's norm (2.1 % below the truth), not the truth itself, and within the
-    paper's 4 %. The test MSE is a measured regression bound, not a theory: within a decade of
-    the error that rk4 at the data step leaves to the exact equation (2.33e-6 on these data).
+    paper's 4 %. The test MSE is a measured regression bound, not a theory: at the error that rk4
+    at the data step leaves to the exact equation (2.33e-6 on these data), within 1.5×.
 
-    Measured (2 busy cores): test MSE 9.1e-6 / 7.5e-6 / 4.2e-6 (seeds 0 / 1 / 2: 3.9× / 3.2× /
-    1.8× that error); ω0² 2.067 % off, within 0.07 % of the predicted split; ~3 min."""
+    Measured (2 busy cores, the configs' SiLU MLP): test MSE 2.42e-6 / 1.70e-6 / 2.04e-6 (seeds
+    0 / 1 / 2: 1.04× / 0.73× / 0.88× that error; the paper's ReLU gave 3.9× / 3.2× / 1.8×); ω0²
+    2.06 % off, within 0.07 % of the predicted split; ~1 min."""
     import torch
 
     from hybrid.data.datamodule import TrajectoryDataModule
@@ -81,7 +82,7 @@ def test_pendulum_aphynity_takes_the_least_norm_split_near_the_solver_floor(tmp_
     argv = ["--output", str(tmp_path), "--datasets", "pendulum", "--methods",
             "aphynity_incomplete", "--seeds", "0"]  # fmt: skip
     (row,) = _script().main(argv)
-    assert row["mse"][0] <= 10 * row["floor_mse"]
+    assert row["mse"][0] <= 1.5 * row["floor_mse"]
     assert row["param_error_pct"][0] <= 4.0
 
     dm = TrajectoryDataModule(str(tmp_path / "data/pendulum/train.nc"), ["theta", "omega"],
