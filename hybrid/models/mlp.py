@@ -7,8 +7,8 @@ from typing import Literal
 from torch import Tensor, nn
 
 from hybrid.models.activations import activation as make_activation
-from hybrid.models.normalisation import ChannelScaler
-from hybrid.models.sizes import require_positive
+from hybrid.models.normalisation import ChannelScaler, RawChannels
+from hybrid.models.sizes import require_choice, require_positive
 
 
 class MLP(nn.Module):
@@ -41,7 +41,8 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         require_positive("MLP", state_dim=state_dim, hidden=hidden, depth=depth)
-        self.scaler = ChannelScaler(state_dim, -1) if normalise else None
+        require_choice("MLP", "init", init, ("zero", "orthogonal"))
+        self.scaler = ChannelScaler(state_dim, -1) if normalise else RawChannels(-1)
         widths = [state_dim] + [hidden] * (depth - 1)
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
@@ -51,16 +52,12 @@ class MLP(nn.Module):
         if init == "zero":
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
-        elif init == "orthogonal":
+        else:
             for layer in self.modules():
                 if isinstance(layer, nn.Linear):
                     nn.init.orthogonal_(layer.weight, gain=gain)
                     nn.init.zeros_(layer.bias)
-        else:
-            raise ValueError(f"init must be 'zero' or 'orthogonal', got {init!r}")
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         """``y: [..., state_dim]`` -> ``dy/dt`` of the same shape."""
-        if self.scaler is None:
-            return self.head(self.body(y))
         return self.scaler.scale_output(self.head(self.body(self.scaler.normalise(y))))
