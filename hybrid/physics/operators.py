@@ -251,17 +251,42 @@ def pad(f: Tensor, periodic: tuple[bool, ...], width: int) -> Tensor:
     return _Pad.apply(f, tuple(bool(p) for p in periodic), width)
 
 
-FIVE_POINT = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])  # ×1/dx²
-THREE_POINT = torch.tensor([1.0, -2.0, 1.0])  # ×1/dx²
+def _stencil_periodic(f: Tensor, dims: int, scale: float) -> Tensor:
+    """``scale · (Σ_axis (f₊₁ + f₋₁) - 2 dims f)`` over the last ``dims`` axes, by rolls."""
+    out = f * (-2.0 * dims)
+    for axis in range(-dims, 0):
+        out = out + f.roll(1, axis) + f.roll(-1, axis)
+    return out * scale
+
+
+class _LaplacianPeriodic(torch.autograd.Function):
+    """The periodic 5-point (3-point) Laplacian is symmetric, ``Lᵀ = L``: the backward applies
+    the same stencil to the incoming gradient, with no per-roll gradient buffers."""
+
+    @staticmethod
+    def forward(f: Tensor, dims: int, scale: float) -> Tensor:
+        return _stencil_periodic(f, dims, scale)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, ctx.dims, ctx.scale = inputs
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:
+        return _LaplacianPeriodic.apply(g, ctx.dims, ctx.scale), None, None
+
+    @staticmethod
+    def jvp(ctx, f_dot: Tensor, *_) -> Tensor:
+        return _stencil_periodic(f_dot, ctx.dims, ctx.scale)
 
 
 def laplacian_periodic(f: Tensor, dx: float) -> Tensor:
-    """5-point ``∇²f`` on a periodic square grid of spacing ``dx``, ``f: [N, C, n, n]``, as one
-    depthwise convolution of the padded field (equal to :func:`laplacian` there, to rounding);
-    on a periodic line, ``f: [N, C, n]``, the 3-point ``(f₋₁ - 2f + f₊₁)/dx²``."""
-    channels = f.shape[1]
-    if f.ndim == 3:
-        kernel = (THREE_POINT / dx**2).to(f).expand(channels, 1, 3)
-        return torch.nn.functional.conv1d(pad(f, (True,), 1), kernel, groups=channels)
-    kernel = (FIVE_POINT / dx**2).to(f).expand(channels, 1, 3, 3)
-    return torch.nn.functional.conv2d(pad(f, (True, True), 1), kernel, groups=channels)
+    """``∇²f`` on a periodic square grid of spacing ``dx``, ``f: [N, C, n, n]``: the 5-point
+    ``(f₋₁,₀ + f₊₁,₀ + f₀,₋₁ + f₀,₊₁ - 4f)/dx²`` (equal to :func:`laplacian` there, to rounding);
+    on a periodic line, ``f: [N, C, n]``, the 3-point ``(f₋₁ - 2f + f₊₁)/dx²``.
+
+    Computed by rolls, several times faster on the CPU than a depthwise convolution of the
+    padded field (``scripts/bench_train.py``'s reaction-diffusion row), and differentiated as
+    the symmetric operator it is.
+    """
+    return _LaplacianPeriodic.apply(f, 2 if f.ndim == 4 else 1, 1.0 / dx**2)

@@ -275,3 +275,33 @@ def test_laplacian_periodic_equals_the_flux_form_to_rounding(dx):
         rtol=1e-5,
         atol=1e-6 / dx**2,
     )
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 5), (2, 3, 7)])
+def test_laplacian_periodic_is_symmetric_in_its_gradients(float64, shape):
+    """``Lᵀ = L``: the backward is the same stencil; gradcheck (reverse) and gradgradcheck, and
+    forward-mode AD equals the operator applied to the tangent (it is linear)."""
+    f = torch.randn(*shape, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: operators.laplacian_periodic(x, 0.5), (f,))
+    assert torch.autograd.gradgradcheck(lambda x: operators.laplacian_periodic(x, 0.5), (f,))
+    tangent = torch.randn(*shape)
+    _, jvp = torch.func.jvp(
+        lambda x: operators.laplacian_periodic(x, 0.5), (f.detach(),), (tangent,)
+    )
+    torch.testing.assert_close(jvp, operators.laplacian_periodic(tangent, 0.5))
+
+
+def test_laplacian_periodic_on_a_line_is_the_three_point_stencil(float64):
+    f = torch.randn(2, 3, 9)
+    want = (f.roll(1, -1) - 2 * f + f.roll(-1, -1)) / 0.3**2
+    torch.testing.assert_close(operators.laplacian_periodic(f, 0.3), want)
+
+
+def test_laplacian_periodic_of_a_fourier_mode_is_its_symbol(float64):
+    """``L e^{i k x} = -(4/dx²) sin²(k dx / 2) e^{i k x}`` per axis: the 5-point symbol."""
+    n, dx = 16, 0.25
+    x = torch.arange(n) * dx
+    ky, kx = 2 * math.pi * 3 / (n * dx), 2 * math.pi * 5 / (n * dx)
+    f = (torch.cos(ky * x)[:, None] * torch.cos(kx * x)[None, :]).expand(1, 1, n, n)
+    symbol = -4 / dx**2 * (math.sin(ky * dx / 2) ** 2 + math.sin(kx * dx / 2) ** 2)
+    torch.testing.assert_close(operators.laplacian_periodic(f, dx), symbol * f)
