@@ -358,3 +358,14 @@ def test_convnet_rejects_bad_sizes():
         ConvNet(2, depth=1)
     with pytest.raises(ValueError, match="hidden must be positive, got 0"):
         ConvNet(2, hidden=0)
+
+
+def test_a_fully_active_grid_is_not_masked_on_the_cpu():
+    from hybrid.models.conv import needs_mask
+
+    assert not needs_mask(None)
+    assert not needs_mask(torch.ones(4, 4, dtype=torch.bool))
+    partial = torch.ones(4, 4, dtype=torch.bool)
+    partial[0, 0] = False
+    assert needs_mask(partial)
+    assert needs_mask(torch.ones(4, 4, dtype=torch.bool, device="meta"))  # no host sync there
