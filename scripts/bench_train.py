@@ -10,8 +10,15 @@ turn (so that load from other processes hits both alike):
   torchdiffeq ``rk4`` at the data step, ``MSE + mean ‖F_a‖²`` along the true states, Adam;
 * ``ours``: ``HybridModule`` (the same step as ``HybridModule.training_step``: rollout,
   channel-weighted MSE, ‖F_a‖² along the true states, APHYNITY, Adam, λ update) with the incomplete
-  prior of ``hybrid.physics`` and the *same network*: ``ConvNet(2, 16)`` (batch-statistics norm,
-  ReLU, three 3x3 convolutions; padding following the grid) or ``MLP(2, 200)``.
+  prior of ``hybrid.physics`` and the *same network*: ``ConvNet(2, 16, padding="zeros",
+  init="default", normalise=False)``, the reference's estimator exactly, or ``MLP(2, 200)``
+  (``--padding grid``: the project's default ``ConvNet``, circular on the periodic square);
+* ``code`` (reaction-diffusion, with ``--reference DIR``): the reference code itself, imported from
+  a copy of ``yuan-yin/APHYNITY`` the user fetched (none of it is in this project).
+
+The process sets glibc's allocator as the ``hybrid`` command does
+(:func:`hybrid.allocator.keep_freed_memory`), for every side alike; ``HYBRID_MALLOC=system``
+measures them all on glibc's defaults instead.
 
 The table reports each side's best step (load only ever slows a step down), ``ref/ours`` (the
 speed-up), the conv FLOPs of the network per step (forward + backward ≈ 3x forward, over the
@@ -27,13 +34,13 @@ needs ~16 GB without checkpointing. ``--memory`` runs one step of the full wave 
 64, 64², 25 frames, the configs' ``ResNet(2, 16)``) in child processes and reports their peak
 resident memory, with the correction checkpointed (``hybrid.dynamics.Checkpointed``) at batch 64,
 and at batch 8 checkpointed and direct (batch 64 direct needs ~21 GB). Example:
-``python scripts/bench_train.py --threads 2``; ``--systems rd --batch 64 --steps 3``.
+``python scripts/bench_train.py --threads 2``; ``--systems rd --batch 64 --steps 3
+--reference /tmp/APHYNITY``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import resource
 import subprocess
@@ -41,6 +48,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +56,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile, record_function
 from torchdiffeq import odeint
 
+from hybrid.allocator import keep_freed_memory
 from hybrid.dynamics import Checkpointed, rollout
 from hybrid.models import MLP, ConvNet, ResNet
 from hybrid.objectives import Aphynity
@@ -148,6 +157,38 @@ def ref_step(field: RefField, opt: torch.optim.Optimizer, batch: Batch) -> None:
     opt.zero_grad()
 
 
+def reference_code_step(directory: Path, s: System):
+    """One training step of the reference code itself (``yuan-yin/APHYNITY``, a copy the user
+    fetched to ``directory``; imported from there, nothing of it is in this project), as
+    ``APHYNITYExperiment._forward`` computes it on reaction-diffusion: its ``Forecaster`` with
+    ``ReactionDiffusionParamPDE`` and ``ConvNetEstimator(2, 16)``, rk4 over the window, MSE +
+    ``‖F_a‖²`` along the true states (its ``get_derivatives``), Adam. Batches arrive in the
+    reference loader's layout ``[B, C, T, *grid]``."""
+    if not (directory / "forecasters.py").is_file():
+        raise SystemExit(
+            f"--reference {directory}: no forecasters.py there (a yuan-yin/APHYNITY copy)"
+        )
+    sys.path.insert(0, str(directory))
+    from forecasters import Forecaster  # noqa: PLC0415
+    from networks import ConvNetEstimator, ReactionDiffusionParamPDE  # noqa: PLC0415
+
+    prior = ReactionDiffusionParamPDE(dx=LENGTH / s.size, is_complete=False)
+    net = Forecaster(prior, ConvNetEstimator(2, 16), True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(batch: Batch) -> None:
+        t, y = batch
+        states = y.movedim(1, 2).contiguous()  # [B, C, T, *grid], as its loader yields
+        pred = net(states[:, :, 0], t[0])
+        loss = F.mse_loss(pred, states)
+        loss_op = (net.model_aug.get_derivatives(states).norm(p=2, dim=1) ** 2).mean()
+        (loss + loss_op).backward()
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
 # ------------------------------------------------------------------ the systems
 
 
@@ -219,15 +260,21 @@ def make_batches(y: Tensor, batch: int, count: int, dt: float = DT) -> list[Batc
     return [(t, y[i]) for i in index.view(count, batch)]
 
 
-def ours_module(key: str, s: System, stats: dict[str, Tensor], checkpoint: bool) -> HybridModule:
-    """Our hybrid with the reference's network: incomplete prior + ConvNet / MLP, APHYNITY."""
+def ours_module(
+    key: str, s: System, stats: dict[str, Tensor], checkpoint: bool, padding: str = "zeros"
+) -> HybridModule:
+    """Our hybrid with the reference's network: incomplete prior + ConvNet / MLP, APHYNITY.
+
+    ``padding="zeros"`` is the reference's ``ConvNetEstimator`` exactly (zero padding, PyTorch's
+    initialisation, raw states); ``"grid"`` is the project's default ``ConvNet`` (circular
+    padding on the periodic reaction-diffusion square, zero last layer, normalised states)."""
     if key == "pendulum":
         prior, net = FrictionlessPendulum(), MLP(2, hidden=200)
     else:
         prior = DiffusionOnly(size=s.size) if key == "rd" else UndampedWave(size=s.size)
-        net = ConvNet(2, hidden=16, grid=getattr(prior, "grid", None))
-        if key == "wave":
-            net = ConvNet(2, hidden=16, grid=wall_grid(s.size))
+        grid = prior.grid if key == "rd" else wall_grid(s.size)
+        exact = {"init": "default", "normalise": False} if padding == "zeros" else {}
+        net = ConvNet(2, hidden=16, grid=grid, padding=padding, **exact)
     module = HybridModule(
         prior,
         Checkpointed(net) if checkpoint else net,
@@ -317,20 +364,21 @@ def bench(key: str, args: argparse.Namespace) -> dict[str, float]:
     y = system_data(key, s, batch)
     batches = make_batches(y, batch, args.warmup + args.steps, s.dt)
     torch.manual_seed(0)
-    ours = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint).train()
+    ours = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.padding).train()
     ours_opt = ours.configure_optimizers()
     if args.compile:
         ours.correction.compile(dynamic=False)
     ref = ref_field(key, s).train()
     ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
-    times = {"ref": [], "ours": []}
-    for b in batches:  # in turn, so that load hits both alike
-        start = time.perf_counter()
-        ref_step(ref, ref_opt, b)
-        middle = time.perf_counter()
-        ours_step(ours, ours_opt, b)
-        times["ref"].append(middle - start)
-        times["ours"].append(time.perf_counter() - middle)
+    sides = {"ref": partial(ref_step, ref, ref_opt), "ours": partial(ours_step, ours, ours_opt)}
+    if args.reference and key == "rd":
+        sides["code"] = reference_code_step(args.reference, s)
+    times = {name: [] for name in sides}
+    for b in batches:  # in turn, so that load hits every side alike
+        for name, step in sides.items():
+            start = time.perf_counter()
+            step(b)
+            times[name].append(time.perf_counter() - start)
     row = {"system": key, "batch": batch, "frames": s.frames, "size": s.size}
     row |= {name: min(v[args.warmup :]) for name, v in times.items()}
     flops = 3 * network_flops(key, s, batch)
@@ -363,7 +411,7 @@ def profile_step(key: str, args: argparse.Namespace) -> dict[str, float]:
     s = SYSTEMS[key]
     batch = args.batch or s.batch
     y = system_data(key, s, batch)
-    module = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint).train()
+    module = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.padding).train()
     opt = module.configure_optimizers()
     t, yb = make_batches(y, batch, 1, s.dt)[0]
     ours_step(module, opt, (t, yb))  # warm-up
@@ -416,8 +464,8 @@ def wave_memory(batch: int, checkpoint: bool) -> float:
 # ------------------------------------------------------------------ report
 
 HEADER = (
-    f"{'system':>18} {'batch':>5} {'ref s':>8} {'ours s':>8} {'ref/ours':>8} {'GFLOP':>7}"
-    f" {'roofline ours (ref) of':>24} {'epoch 1600':>10}"
+    f"{'system':>18} {'batch':>5} {'ref s':>8} {'ours s':>8} {'ref/ours':>8} {'code s':>8}"
+    f" {'code/ours':>9} {'GFLOP':>7} {'roofline ours (ref) of':>24} {'epoch 1600':>10}"
 )
 
 
@@ -426,25 +474,16 @@ def print_row(row: dict[str, float]) -> None:
     if "roofline" in row:
         ours, ref, rate = row["roofline"], row["roofline_ref"], row["conv_gflops"]
         roof = f"{f'{ours:.0%} ({ref:.0%}) of {rate:.0f} GF/s':>24}"
+    code = f"{'-':>8} {'-':>9}"
+    if "code" in row:
+        code = f"{row['code']:>8.3f} {row['code'] / row['ours']:>9.2f}"
     epoch = 1600 / row["batch"] * row["ours"]
     print(
         f"{SYSTEMS[row['system']].name:>18} {row['batch']:>5} {row['ref']:>8.3f}"
-        f" {row['ours']:>8.3f} {row['ref'] / row['ours']:>8.2f} {row['gflop']:>7.1f} {roof}"
-        f" {epoch:>9.0f}s",
+        f" {row['ours']:>8.3f} {row['ref'] / row['ours']:>8.2f} {code} {row['gflop']:>7.1f}"
+        f" {roof} {epoch:>9.0f}s",
         flush=True,
     )
-
-
-def reuse_freed_memory() -> None:
-    """Ask glibc to keep freed blocks for reuse instead of returning each to the kernel: the
-    backward frees and re-allocates megabyte tensors thousands of times a step, and every fresh
-    ``mmap`` faults its pages in again (the system time of a step)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: heap, not mmap, up to 1 GiB
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -459,6 +498,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--frames", type=int, default=0, help="frames per window (default: protocol)"
+    )
+    parser.add_argument(
+        "--padding",
+        choices=("zeros", "grid"),
+        default="zeros",
+        help="our ConvNet: the reference's exactly (zeros) or the project's default (grid)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="a copy of yuan-yin/APHYNITY: also time its own reaction-diffusion step",
     )
     parser.add_argument("--checkpoint", action="store_true", help="checkpoint our correction")
     parser.add_argument("--compile", action="store_true", help="torch.compile our correction")
@@ -475,7 +526,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     """Run the benchmark; returns one row per system (for tests and notebooks)."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    reuse_freed_memory()
+    kept = keep_freed_memory()  # as the `hybrid` command does (HYBRID_MALLOC=system: not)
     if args.memory_child:
         wave_memory_child(args.memory_child, args.checkpoint)
         return []
@@ -495,7 +546,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     print(
         f"# torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU;"
         f" best of {args.steps} steps each after {args.warmup} warm-up, taken in turn;"
-        f" checkpoint {args.checkpoint}, compile {args.compile}\n{HEADER}"
+        f" checkpoint {args.checkpoint}, compile {args.compile}, padding {args.padding},"
+        f" allocator {'kept' if kept else 'system'}\n{HEADER}"
     )
     rows = []
     for key in args.systems:

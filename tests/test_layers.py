@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hybrid"
 # Lower layers first; a module may import its own layer or lower ones.
 LAYERS = [
-    {"physics"},
+    {"physics", "allocator"},
     {
         "dynamics",
         "metrics",

@@ -108,3 +108,26 @@ def test_profile_names_every_part(bench, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "profile of ours, reaction-diffusion" in out
     assert all(f"{part} " in out for part in bench.PARTS)
+
+
+def test_ours_is_the_reference_network_unless_asked_for_the_projects(bench):
+    """``--padding zeros`` (default) gives the reference's ConvNetEstimator exactly: zero padding
+    on the periodic square, PyTorch's initialisation (a nonzero last layer), raw states."""
+    from hybrid.models.conv import GridConv
+    from hybrid.models.normalisation import RawChannels
+
+    s = bench.System("reaction-diffusion", bench.DT, 3, 2, 8)
+    stats = bench.statistics_of(bench.make_data(2, 8, 3, torch.float32, torch.device("cpu")))
+    exact = bench.ours_module("rd", s, stats, False).correction
+    convs = [m.conv for m in exact.modules() if isinstance(m, GridConv)]
+    assert [c.padding for c in convs] == [(1, 1)] * 3 and isinstance(exact.scaler, RawChannels)
+    assert exact.head.conv.weight.abs().sum() > 0
+    project = bench.ours_module("rd", s, stats, False, padding="grid").correction
+    assert all(m.conv.padding == (0, 0) for m in project.modules() if isinstance(m, GridConv))
+    assert project.head.conv.weight.abs().sum() == 0
+
+
+def test_reference_code_needs_a_copy_of_the_reference(bench, tmp_path):
+    s = bench.SYSTEMS["rd"]
+    with pytest.raises(SystemExit, match="no forecasters.py"):
+        bench.reference_code_step(tmp_path, s)
