@@ -22,9 +22,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from hybrid.data.io import grid_from_dataset, open_netcdf, time_axis, trajectories_to_dataset
 from hybrid.data.simulate import SimulationSpec, initial_states, simulate, true_parameters
+from hybrid.data.symmetry import DihedralAugmented, symmetry_problem
 from hybrid.physics.grid import Grid
 
 DIM = "environment"
+AUGMENTATIONS = ("none", "dihedral")
 
 
 @dataclass
@@ -148,7 +150,11 @@ class EnvironmentDataModule(pl.LightningDataModule):
         test_path: NetCDF file of test trajectories of the same environments.
         val_path: NetCDF file of validation trajectories (whole ones), instead of a fraction.
         environments: indices of the environments to use (default all), e.g. a held-out one.
-        seed: shuffling seed.
+        seed: shuffling seed (and of the augmentation's draws).
+        augment: ``"dihedral"`` maps each training window by a random symmetry of the square
+            (:mod:`hybrid.data.symmetry`; a square, evenly spaced, fully active box only, and
+            right only for an isotropic equation); validation and test windows are never
+            mapped. ``"none"`` (default) is LEADS's protocol.
     """
 
     def __init__(
@@ -164,9 +170,13 @@ class EnvironmentDataModule(pl.LightningDataModule):
         environments: list[int] | None = None,
         seed: int = 0,
         val_path: str | None = None,
+        augment: str = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        self.augment = augment
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if val_path and val_fraction:
@@ -210,6 +220,8 @@ class EnvironmentDataModule(pl.LightningDataModule):
         order = np.random.default_rng(self.seed).permutation(y.shape[1])
         train, val = order[n_val:], order[:n_val] if n_val else order
         whole = self.eval_window or y.shape[2]
+        if self.augment == "dihedral" and (problem := symmetry_problem(self.grid, y.shape)):
+            raise ValueError(f"augment: dihedral needs the square's symmetries: {problem}")
         self.splits["train"] = EnvironmentWindows(y[:, np.sort(train)], t, self.window, self.stride)
         self.splits["val"] = EnvironmentWindows(y[:, np.sort(val)], t, whole, whole)
         for split, path in (("val", self.val_path), ("test", self.test_path)):
@@ -235,8 +247,11 @@ class EnvironmentDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.splits:
             raise ValueError(f"no {split} windows: set test_path")
+        windows: Dataset = self.splits[split]
+        if split == "train" and self.augment == "dihedral":
+            windows = DihedralAugmented(windows, self.seed)
         return DataLoader(
-            self.splits[split],
+            windows,
             batch_size=self.batch_size,
             shuffle=shuffle,
             collate_fn=environment_major,
