@@ -11,8 +11,9 @@ turn (so that load from other processes hits both alike):
 * ``ours``: ``HybridModule`` (the same step as ``HybridModule.training_step``: rollout,
   channel-weighted MSE, ‖F_a‖² along the true states, APHYNITY, Adam, λ update) with the incomplete
   prior of ``hybrid.physics`` and the *same network*: ``ConvNet(2, 16, padding="zeros",
-  init="default", normalise=False)``, the reference's estimator exactly, or ``MLP(2, 200)``
-  (``--padding grid``: the project's default ``ConvNet``, circular on the periodic square);
+  init="default", normalise=False)``, the reference's estimator exactly, or ``MLP(2, 200,
+  normalise=False)`` (``--network project``: the project's defaults, ``ConvNet`` circular on the
+  periodic square and both networks on normalised states with a zero last layer);
 * ``code`` (reaction-diffusion, with ``--reference DIR``): the reference code itself, imported from
   a copy of ``yuan-yin/APHYNITY`` the user fetched (none of it is in this project).
 
@@ -261,20 +262,23 @@ def make_batches(y: Tensor, batch: int, count: int, dt: float = DT) -> list[Batc
 
 
 def ours_module(
-    key: str, s: System, stats: dict[str, Tensor], checkpoint: bool, padding: str = "zeros"
+    key: str, s: System, stats: dict[str, Tensor], checkpoint: bool, network: str = "reference"
 ) -> HybridModule:
     """Our hybrid with the reference's network: incomplete prior + ConvNet / MLP, APHYNITY.
 
-    ``padding="zeros"`` is the reference's ``ConvNetEstimator`` exactly (zero padding, PyTorch's
-    initialisation, raw states); ``"grid"`` is the project's default ``ConvNet`` (circular
-    padding on the periodic reaction-diffusion square, zero last layer, normalised states)."""
+    ``network="reference"`` is the reference's network exactly: its ``ConvNetEstimator`` (zero
+    padding, PyTorch's initialisation, raw states) or its pendulum MLP on raw states;
+    ``"project"`` the project's defaults (``ConvNet`` circular on the periodic
+    reaction-diffusion square; both on normalised states with a zero last layer)."""
+    exact = network == "reference"
     if key == "pendulum":
-        prior, net = FrictionlessPendulum(), MLP(2, hidden=200)
+        init = {"init": "orthogonal", "normalise": False} if exact else {}
+        prior, net = FrictionlessPendulum(), MLP(2, hidden=200, **init)
     else:
         prior = DiffusionOnly(size=s.size) if key == "rd" else UndampedWave(size=s.size)
         grid = prior.grid if key == "rd" else wall_grid(s.size)
-        exact = {"init": "default", "normalise": False} if padding == "zeros" else {}
-        net = ConvNet(2, hidden=16, grid=grid, padding=padding, **exact)
+        init = {"init": "default", "normalise": False, "padding": "zeros"} if exact else {}
+        net = ConvNet(2, hidden=16, grid=grid, **init)
     module = HybridModule(
         prior,
         Checkpointed(net) if checkpoint else net,
@@ -364,7 +368,7 @@ def bench(key: str, args: argparse.Namespace) -> dict[str, float]:
     y = system_data(key, s, batch)
     batches = make_batches(y, batch, args.warmup + args.steps, s.dt)
     torch.manual_seed(0)
-    ours = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.padding).train()
+    ours = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.network).train()
     ours_opt = ours.configure_optimizers()
     if args.compile:
         ours.correction.compile(dynamic=False)
@@ -411,7 +415,7 @@ def profile_step(key: str, args: argparse.Namespace) -> dict[str, float]:
     s = SYSTEMS[key]
     batch = args.batch or s.batch
     y = system_data(key, s, batch)
-    module = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.padding).train()
+    module = ours_module(key, s, statistics_of(y, s.dt), args.checkpoint, args.network).train()
     opt = module.configure_optimizers()
     t, yb = make_batches(y, batch, 1, s.dt)[0]
     ours_step(module, opt, (t, yb))  # warm-up
@@ -500,10 +504,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--frames", type=int, default=0, help="frames per window (default: protocol)"
     )
     parser.add_argument(
-        "--padding",
-        choices=("zeros", "grid"),
-        default="zeros",
-        help="our ConvNet: the reference's exactly (zeros) or the project's default (grid)",
+        "--network",
+        choices=("reference", "project"),
+        default="reference",
+        help="ours with the reference's network exactly, or with the project's defaults",
     )
     parser.add_argument(
         "--reference",
@@ -546,7 +550,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     print(
         f"# torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU;"
         f" best of {args.steps} steps each after {args.warmup} warm-up, taken in turn;"
-        f" checkpoint {args.checkpoint}, compile {args.compile}, padding {args.padding},"
+        f" checkpoint {args.checkpoint}, compile {args.compile}, network {args.network},"
         f" allocator {'kept' if kept else 'system'}\n{HEADER}"
     )
     rows = []

@@ -111,8 +111,9 @@ def test_profile_names_every_part(bench, capsys, monkeypatch):
 
 
 def test_ours_is_the_reference_network_unless_asked_for_the_projects(bench):
-    """``--padding zeros`` (default) gives the reference's ConvNetEstimator exactly: zero padding
-    on the periodic square, PyTorch's initialisation (a nonzero last layer), raw states."""
+    """``--network reference`` (default) gives the reference's ConvNetEstimator exactly: zero
+    padding on the periodic square, PyTorch's initialisation (a nonzero last layer), raw states;
+    and its pendulum MLP on raw states."""
     from hybrid.models.conv import GridConv
     from hybrid.models.normalisation import RawChannels
 
@@ -122,9 +123,15 @@ def test_ours_is_the_reference_network_unless_asked_for_the_projects(bench):
     convs = [m.conv for m in exact.modules() if isinstance(m, GridConv)]
     assert [c.padding for c in convs] == [(1, 1)] * 3 and isinstance(exact.scaler, RawChannels)
     assert exact.head.conv.weight.abs().sum() > 0
-    project = bench.ours_module("rd", s, stats, False, padding="grid").correction
+    project = bench.ours_module("rd", s, stats, False, network="project").correction
     assert all(m.conv.padding == (0, 0) for m in project.modules() if isinstance(m, GridConv))
     assert project.head.conv.weight.abs().sum() == 0
+    pendulum = bench.System("pendulum", 0.5, 3, 2, 0)
+    stats = bench.statistics_of(bench.system_data("pendulum", pendulum, 2), pendulum.dt)
+    mlp = bench.ours_module("pendulum", pendulum, stats, False).correction
+    assert isinstance(mlp.scaler, RawChannels) and mlp.head.weight.abs().sum() > 0
+    project = bench.ours_module("pendulum", pendulum, stats, False, network="project").correction
+    assert not isinstance(project.scaler, RawChannels) and project.head.weight.abs().sum() == 0
 
 
 def test_reference_code_needs_a_copy_of_the_reference(bench, tmp_path):
