@@ -4,8 +4,9 @@ A training step frees and re-allocates megabyte tensors thousands of times. With
 defaults, a block above the mmap threshold (128 KiB, rising only slowly) goes back to the kernel
 when freed and comes back as fresh pages, each faulted in again: on a reaction-diffusion step at
 batch 64 that is a third of the step's time, as system time (``scripts/bench_train.py``; NOTES,
-"Session 8 — the training step"). Setting ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to
-1 GiB keeps such blocks in the heap for the next step. The price: the process holds on to its
+"Sessions 8–9 — the training step against the reference code itself"). Setting
+``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to 1 GiB keeps such blocks in the heap for the
+next step. The price: the process holds on to its
 peak heap until it exits, which a training process does anyway.
 
 Set by the ``hybrid`` command (not on import: a library must not change its host), unless

@@ -1,10 +1,11 @@
 """The square's symmetries (the dihedral group D4) as data augmentation on a 2-D grid.
 
-An isotropic equation on a square, periodic, evenly spaced grid, such as Gray-Scott
-``∂u/∂t = D_u Δu − u v² + F (1 − u)`` with the 9-point Laplacian, commutes with the eight maps
-of the square onto itself: if ``y(t)`` solves it, so does ``g·y(t)`` for every ``g`` in D4.
-A training window mapped by a random ``g`` is then another true trajectory of the same
-environment, which a network without that symmetry built in would otherwise have to see in data.
+An isotropic equation on a square, evenly spaced grid, periodic (or walled) on both axes, such
+as Gray-Scott ``∂u/∂t = D_u Δu − u v² + F (1 − u)`` with the 9-point Laplacian, commutes with
+the eight maps of the square onto itself: if ``y(t)`` solves it, so does ``g·y(t)`` for every
+``g`` in D4. A training window mapped by a random ``g`` is then another true trajectory of the
+same environment, which a network without that symmetry built in would otherwise have to see in
+data.
 
 Element ``k`` in ``0..7``: a rotation by ``k mod 4`` quarter turns, preceded by a transpose of
 the grid's two axes when ``k >= 4``; ``0`` is the identity. It acts on the last two axes of any
