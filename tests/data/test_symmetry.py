@@ -31,6 +31,16 @@ def _index(image: torch.Tensor, a: torch.Tensor) -> int:
     return k
 
 
+def _box(dy=1.0, periodic=(True, True), active=None) -> Grid:
+    return Grid.regular_box(8, 8, 1.0, dy, periodic=periodic, active=active)
+
+
+def _one_land_cell() -> np.ndarray:
+    active = np.ones((8, 8), dtype=bool)
+    active[2, 5] = False
+    return active
+
+
 def test_eight_distinct_elements_with_the_identity_first():
     a = _generic()
     images = [dihedral(a, k) for k in ELEMENTS]
@@ -95,16 +105,6 @@ def test_an_anisotropic_field_does_not_commute():
 
     for k in (1, 3, 4, 6):  # the maps that swap the axes
         assert (f(dihedral(y, k)) - dihedral(f(y), k)).abs().max() > 0.1
-
-
-def _box(dy=1.0, periodic=(True, True), active=None) -> Grid:
-    return Grid.regular_box(8, 8, 1.0, dy, periodic=periodic, active=active)
-
-
-def _one_land_cell() -> np.ndarray:
-    active = np.ones((8, 8), dtype=bool)
-    active[2, 5] = False
-    return active
 
 
 def test_a_square_periodic_evenly_spaced_box_is_symmetric():
